@@ -1,0 +1,85 @@
+"""Training checkpoints: one dict of state dicts + step + RNG states + config, written atomically.
+
+A checkpoint belongs to one training configuration. :func:`config_digest` names the folder that holds a
+configuration's checkpoints, so a changed configuration starts a fresh run instead of resuming a stale
+one, and :func:`load_checkpoint` refuses a file whose stored configuration differs from the expected one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agm.io import atomic_path
+
+LATEST = "latest.pt"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's stored configuration differs from the run's."""
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-serialisable configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """torch.save ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str], config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load a checkpoint; with ``config``, refuse one whose stored config differs (naming the keys)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise CheckpointMismatchError(f"checkpoint {path} is unreadable: {exc}") from exc
+    if config is not None and state.get("config") != config:
+        stored = state.get("config") or {}
+        keys = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was written for a different configuration (differs in: "
+            f"{', '.join(keys)}); delete it or restore those values to resume"
+        )
+    return state
+
+
+def save_model(path: str | os.PathLike[str], *, ema: dict[str, Any], unet: dict[str, Any],
+               potential: dict[str, Any] | None, potential_kwargs: dict[str, Any] | None,
+               step: int, lam: float) -> None:
+    """Write a trained model: the EMA drift's weights and constructor arguments, and V if it exists."""
+    save_checkpoint(path, {"ema": ema, "unet": unet, "potential": potential,
+                           "potential_kwargs": potential_kwargs, "step": step, "lambda": lam})
+
+
+def load_drift(path: str | os.PathLike[str], device: torch.device | str = "cpu",
+               state: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The EMA drift network f_EMA of a model file (or of ``state``, an EMA snapshot's weights)."""
+    from agm.nets import DriftUNet
+
+    model = load_checkpoint(path)
+    f = DriftUNet(**model["unet"])
+    f.load_state_dict(state if state is not None else model["ema"])
+    return f.to(device).eval().requires_grad_(False)
+
+
+def load_potential(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The trained potential V of a model file; an error for a baseline model, which has none."""
+    from agm.nets import Potential
+
+    model = load_checkpoint(path)
+    if model["potential"] is None:
+        raise ValueError(f"{path} is a baseline model (lambda = 0): it has no potential V")
+    V = Potential(**model["potential_kwargs"])
+    V.load_state_dict(model["potential"])
+    return V.to(device).eval().requires_grad_(False)

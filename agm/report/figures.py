@@ -1,0 +1,394 @@
+"""Figures of the paper's §6 as pure rendering functions over plain arrays and DataFrames.
+
+Each function takes data and an output path, draws one PNG and writes it atomically through
+:mod:`agm.io`. Nothing here knows about models, checkpoints or the pipeline's file layout.
+
+- :func:`save_image_grid`: a grid of uint8 images, e.g. samples for inspection.
+- :func:`plot_sample_comparison`: Fig. 3, real images beside uncurated samples of each model.
+- :func:`plot_training_curves`: Fig. 4, drift loss (log scale) over potential loss (linear).
+- :func:`plot_saliency`: Fig. 5, bridge samples x_t beside their saliency |∇ₓV| at a few t.
+- :func:`plot_metric_vs_steps`: a checkpoint metric (e.g. FD) against training steps.
+- :func:`plot_weight_stats`: min / mean / max of the importance weights w_i during training.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from PIL import Image
+
+from agm.io import atomic_path
+
+PathLike = str | os.PathLike[str]
+
+_DPI = 150
+
+
+def _check_uint8_nchw(images: np.ndarray, name: str = "images") -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"{name} must be (N, C, H, W) with C in (1, 3), got shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8, got {images.dtype}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    return images
+
+
+def image_grid(
+    images: np.ndarray,
+    nrow: int,
+    upscale: int = 1,
+    padding: int = 2,
+    pad_value: int = 255,
+) -> np.ndarray:
+    """Tile images into one (H', W', C) uint8 array, row-major like torchvision's make_grid.
+
+    Args:
+        images: (N, C, H, W) uint8, C = 1 or 3.
+        nrow: images per grid row; the grid has min(nrow, N) columns and ceil(N / nrow) rows.
+        upscale: integer nearest-neighbour magnification applied to each image before tiling.
+        padding: pixels of ``pad_value`` between images and around the border (not upscaled).
+        pad_value: grey level of the padding.
+
+    Returns:
+        (rows * (H * upscale + padding) + padding, cols * (W * upscale + padding) + padding, C)
+        uint8; empty cells of the last row are left at ``pad_value``.
+    """
+    images = _check_uint8_nchw(images)
+    if nrow < 1 or upscale < 1 or padding < 0:
+        raise ValueError(
+            f"need nrow >= 1, upscale >= 1, padding >= 0; got {nrow}, {upscale}, {padding}"
+        )
+    if upscale > 1:
+        images = images.repeat(upscale, axis=2).repeat(upscale, axis=3)
+    n, c, h, w = images.shape
+    cols = min(nrow, n)
+    rows = math.ceil(n / nrow)
+    grid = np.full(
+        (rows * (h + padding) + padding, cols * (w + padding) + padding, c),
+        pad_value,
+        np.uint8,
+    )
+    for k in range(n):
+        r, q = divmod(k, nrow)
+        y, x = padding + r * (h + padding), padding + q * (w + padding)
+        grid[y : y + h, x : x + w] = images[k].transpose(1, 2, 0)
+    return grid
+
+
+def _save_array_png(array: np.ndarray, path: PathLike) -> None:
+    """Write an (H, W, 1) or (H, W, 3) uint8 array as PNG ("L" or "RGB")."""
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _save_figure(fig: Figure, path: PathLike) -> None:
+    """Render with the Agg canvas (chosen by format="png"); no pyplot, so no global state."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=_DPI, bbox_inches="tight")
+
+
+def _colors() -> list[str]:
+    return mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def save_image_grid(images: np.ndarray, path: PathLike, nrow: int, upscale: int = 1) -> None:
+    """Save images as one PNG grid (see :func:`image_grid` for the exact size).
+
+    Args:
+        images: (N, C, H, W) uint8, C = 1 (written as "L") or 3 (written as "RGB").
+        path: output PNG.
+        nrow: images per grid row.
+        upscale: integer nearest-neighbour magnification, so that e.g. 16x16 digits are visible.
+    """
+    _save_array_png(image_grid(images, nrow=nrow, upscale=upscale), path)
+
+
+def _show_grid(ax: Axes, grid: np.ndarray) -> None:
+    if grid.shape[-1] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_sample_comparison(
+    real: np.ndarray,
+    samples: dict[str, np.ndarray],
+    path: PathLike,
+    n: int = 64,
+    title: str | None = None,
+) -> None:
+    """Fig. 3: real images and uncurated samples of each model, as grids side by side.
+
+    Each panel shows the first ``n`` images (no selection) in a square-ish grid.
+
+    Args:
+        real: (N, C, H, W) uint8 real images; the first panel, titled "real".
+        samples: model name -> (N_m, C, H, W) uint8 samples; one panel each, in dict order.
+        path: output PNG.
+        n: images per panel (fewer if an array holds fewer).
+        title: optional figure title.
+    """
+    panels = {"real": real, **samples}
+    nrow = max(1, math.ceil(math.sqrt(n)))
+    grids = {
+        name: image_grid(_check_uint8_nchw(images, name)[:n], nrow=nrow)
+        for name, images in panels.items()
+    }
+    fig = Figure(figsize=(4 * len(grids), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(grids), squeeze=False)
+    for ax, (name, grid) in zip(axes[0], grids.items(), strict=True):
+        _show_grid(ax, grid)
+        ax.set_title(name)
+    if title:
+        fig.suptitle(title)
+    _save_figure(fig, path)
+
+
+def _smooth(values: pd.Series) -> pd.Series:
+    """Exponential moving average with a span of ~2% of the curve, for a readable trend line."""
+    span = max(2, len(values) // 50)
+    return values.ewm(span=span, ignore_na=True).mean()
+
+
+def _draw_curve(ax: Axes, steps: pd.Series, values: pd.Series, label: str, color: str) -> None:
+    if len(values) >= 20:
+        ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+        ax.plot(steps, _smooth(values), color=color, linewidth=1.5, label=label)
+    else:
+        ax.plot(steps, values, color=color, linewidth=1.5, marker=".", label=label)
+
+
+def plot_training_curves(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
+    """Fig. 4: drift loss L_f of every model (top, log y) and potential loss L_V (bottom, linear).
+
+    Long curves are drawn faint with an exponential moving average on top. A model without a
+    ``potential_loss`` column (or with only NaN there, e.g. the λ = 0 baseline) is left out of
+    the bottom panel; if no model has one, the bottom panel says so.
+
+    Args:
+        curves: model name -> DataFrame with columns ``step``, ``drift_loss`` and optionally
+            ``potential_loss``.
+        path: output PNG.
+    """
+    if not curves:
+        raise ValueError("curves is empty")
+    fig = Figure(figsize=(7, 6.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    colors = _colors()
+    any_potential = False
+    for k, (name, df) in enumerate(curves.items()):
+        df = df.sort_values("step")
+        color = colors[k % len(colors)]
+        drift = df["drift_loss"].where(df["drift_loss"] > 0)  # log scale: drop non-positive
+        _draw_curve(top, df["step"], drift, name, color)
+        if "potential_loss" in df and df["potential_loss"].notna().any():
+            any_potential = True
+            _draw_curve(bottom, df["step"], df["potential_loss"], name, color)
+    top.set_yscale("log")
+    top.set_ylabel("drift loss $L_f$")
+    top.set_title("drift loss (log scale)")
+    top.legend()
+    top.grid(True, which="both", alpha=0.3)
+    bottom.set_ylabel("potential loss $L_V$")
+    bottom.set_title("potential loss")
+    bottom.set_xlabel("training step")
+    bottom.grid(True, alpha=0.3)
+    if any_potential:
+        bottom.legend()
+    else:
+        bottom.text(
+            0.5,
+            0.5,
+            "no model has a potential loss",
+            ha="center",
+            va="center",
+            transform=bottom.transAxes,
+            color="gray",
+        )
+    _save_figure(fig, path)
+
+
+def _to_display(x: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(C, H, W) float in ~[-1, 1] -> (H, W) or (H, W, 3) in [0, 1], and the colormap to use."""
+    x = (np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0) + 1.0) / 2.0
+    if x.shape[0] == 1:
+        return x[0], "gray"
+    return x.transpose(1, 2, 0), None
+
+
+def plot_saliency(
+    x_t: dict[float, np.ndarray],
+    saliency: dict[float, np.ndarray],
+    path: PathLike,
+) -> None:
+    """Fig. 5: bridge samples x_t beside the saliency |∇ₓV(x_t)| of the potential, per time t.
+
+    The layout has one row per image and, for each t (ascending), two columns: x_t (clipped to
+    [-1, 1], shown as grey or RGB) and its saliency heat map ("inferno"), each map divided by its
+    own maximum so that only the spatial pattern is compared.
+
+    Args:
+        x_t: t -> (n, C, H, W) float bridge samples, roughly in [-1, 1]; C = 1 or 3.
+        saliency: t -> (n, H, W) non-negative |∇ₓV|, already reduced over channels.
+        path: output PNG.
+    """
+    times = sorted(x_t)
+    if not times or sorted(saliency) != times:
+        raise ValueError(
+            f"x_t and saliency need the same non-empty times, got {times}, {sorted(saliency)}"
+        )
+    n = x_t[times[0]].shape[0]
+    for t in times:
+        xs, ss = np.asarray(x_t[t]), np.asarray(saliency[t])
+        if xs.ndim != 4 or xs.shape[0] != n or ss.shape != (n, *xs.shape[2:]):
+            raise ValueError(
+                f"t = {t}: x_t must be (n={n}, C, H, W) and saliency (n, H, W); "
+                f"got {xs.shape} and {ss.shape}"
+            )
+    cols = 2 * len(times)
+    fig = Figure(figsize=(1.6 * cols, 1.6 * n + 0.5), layout="constrained")
+    axes = fig.subplots(n, cols, squeeze=False)
+    for j, t in enumerate(times):
+        for i in range(n):
+            image, cmap = _to_display(x_t[t][i])
+            s = np.asarray(saliency[t][i], dtype=np.float64)
+            peak = s.max()
+            s = s / peak if peak > 0 else np.zeros_like(s)
+            ax_x, ax_s = axes[i, 2 * j], axes[i, 2 * j + 1]
+            ax_x.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax_s.imshow(s, cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest")
+            for ax in (ax_x, ax_s):
+                ax.set_xticks([])
+                ax.set_yticks([])
+        axes[0, 2 * j].set_title(f"t = {t:g}\n$x_t$", fontsize=9)
+        axes[0, 2 * j + 1].set_title(f"t = {t:g}\n$|\\nabla_x V|$ / max", fontsize=9)
+    _save_figure(fig, path)
+
+
+def plot_metric_vs_steps(
+    df: pd.DataFrame,
+    metric: str,
+    path: PathLike,
+    target: float | None = None,
+    target_label: str = "",
+) -> None:
+    """A checkpoint metric against training steps, one line per model.
+
+    Args:
+        df: long table with columns ``model``, ``step``, ``metric`` and optionally
+            ``f"{metric}_ci"`` (half-width of a confidence interval, drawn as error bars).
+        metric: name of the value column, also the y label.
+        path: output PNG.
+        target: optional level drawn as a horizontal dashed line (e.g. the baseline's final FD).
+        target_label: legend label of the target line.
+    """
+    missing = {"model", "step", metric} - set(df.columns)
+    if missing:
+        raise ValueError(f"df lacks columns {sorted(missing)}")
+    ci_col = f"{metric}_ci"
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    for name, group in df.groupby("model", sort=False):
+        group = group.sort_values("step")
+        yerr = group.get(ci_col)
+        ax.errorbar(
+            group["step"],
+            group[metric],
+            yerr=yerr,
+            marker="o",
+            capsize=3,
+            label=str(name),
+        )
+    if target is not None:
+        ax.axhline(
+            target,
+            color="gray",
+            linestyle="--",
+            linewidth=1,
+            label=target_label or None,
+        )
+    ax.set_xlabel("training step")
+    ax.set_ylabel(metric)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    _save_figure(fig, path)
+
+
+def first_step_reaching(
+    steps: Sequence[int],
+    values: Sequence[float],
+    target: float,
+    lower_is_better: bool = True,
+) -> int | None:
+    """The smallest step whose value is at least as good as ``target``, or None if none is.
+
+    "At least as good" is ``value <= target`` when lower is better (FD), else ``value >= target``
+    (precision, recall). NaN values never reach the target.
+
+    Args:
+        steps: checkpoint steps, in any order.
+        values: metric value at each step, same length as ``steps``.
+        target: level to reach.
+        lower_is_better: direction of the metric.
+    """
+    if len(steps) != len(values):
+        raise ValueError(f"steps and values differ in length: {len(steps)} vs {len(values)}")
+    for step, value in sorted(zip(steps, values, strict=True)):
+        if value <= target if lower_is_better else value >= target:
+            return int(step)
+    return None
+
+
+def plot_weight_stats(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
+    """Importance weights w_i (spec §3) during training: a min..max band and the mean per model.
+
+    The dashed line marks w = 1, the value every weight takes at λ = 0.
+
+    Args:
+        curves: model name -> DataFrame with columns ``step``, ``w_min``, ``w_mean``, ``w_max``
+            and optionally ``w_std`` (drawn as a dotted mean ± std pair).
+        path: output PNG.
+    """
+    if not curves:
+        raise ValueError("curves is empty")
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    colors = _colors()
+    for k, (name, df) in enumerate(curves.items()):
+        df = df.sort_values("step")
+        color = colors[k % len(colors)]
+        ax.fill_between(df["step"], df["w_min"], df["w_max"], color=color, alpha=0.2, linewidth=0)
+        ax.plot(
+            df["step"],
+            df["w_mean"],
+            color=color,
+            linewidth=1.5,
+            label=f"{name} (mean, min..max)",
+        )
+        if "w_std" in df:
+            for sign in (-1, 1):
+                ax.plot(
+                    df["step"],
+                    df["w_mean"] + sign * df["w_std"],
+                    color=color,
+                    linewidth=0.8,
+                    linestyle=":",
+                )
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("importance weight $w_i$")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    _save_figure(fig, path)

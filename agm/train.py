@@ -1,0 +1,344 @@
+"""The AGM trainer: one step in the paper's order, and one loop around it (spec §4, paper §4.5).
+
+One step (spec §4):
+1. draw x1 (a batch of data), x0, ε, t and build x_t, v_t on the bridge (Eqs. 6, 9);
+2. update V on L_V (Eq. 10) — skipped when λ = 0, where V does not exist (the baseline);
+3. with the updated V, compute the importance weights w = w(sg V(x_t)) (Eq. 11);
+4. update f on L_f = mean_i w_i ‖f(x_t,i, t_i) − v_t,i‖² (Eq. 13), clip gradients, update the EMA.
+
+The loop draws every random number from one ``torch.Generator`` whose state is checkpointed, so a run
+that is killed and resumed reproduces an uninterrupted run bitwise on the CPU. Under torchrun every rank
+draws the same global batch and keeps its slice, and the weights are normalised over the global batch,
+so a multi-process run computes the single-process step (up to floating-point reduction order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from agm.bridge import Schedule, sample_bridge
+from agm.checkpoint import LATEST, load_checkpoint, save_checkpoint
+from agm.ema import EMA
+from agm.losses import drift_loss, importance_weights, potential_loss
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one step measured; 0-d tensors on the training device (read them only when logging)."""
+
+    drift_loss: torch.Tensor
+    potential_loss: torch.Tensor
+    w_min: torch.Tensor
+    w_mean: torch.Tensor
+    w_max: torch.Tensor
+    w_std: torch.Tensor
+    w_t_corr: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where training ended: the step reached, the logged history and the wall time of this process."""
+
+    step: int
+    history: list[dict[str, float]]
+    wall_time_s: float
+    resumed_from: int
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.float() - a.float().mean(), b.float() - b.float().mean()
+    denom = (a.square().sum() * b.square().sum()).sqrt()
+    return torch.where(denom > 0, (a * b).sum() / denom.clamp_min(1e-30), torch.zeros_like(denom))
+
+
+class AGMTrainer:
+    """Owns f, its EMA, V and both optimisers, and performs one training step (spec §4).
+
+    Args:
+        f: drift network f_θ(x, t).
+        potential: V_φ(x), or None for the baseline (λ must then be 0).
+        lam: importance-weight strength λ ≥ 0; 0 is the baseline (w ≡ 1).
+        sigma_max, schedule: the bridge (spec §1).
+        margin, mu: hinge margin m and L2 regulariser μ of L_V (spec §2).
+        clamp: (w_min, w_max) of the weights (spec §3).
+        detach: stop-gradient on V inside the weights; False reproduces the collapse ablation (§4.4):
+            L_f's gradient then also reaches V, which takes a second optimiser step on it.
+        lr_f, lr_v, betas, weight_decay: AdamW settings of the two optimisers.
+        grad_clip: max gradient norm of f (and V); 0 disables clipping.
+        ema_decay: EMA decay of f.
+        amp: "none", "bf16" or "fp16" autocast (fp16 uses a GradScaler).
+        fused: use fused AdamW (CUDA).
+    """
+
+    def __init__(
+        self,
+        f: nn.Module,
+        potential: nn.Module | None,
+        *,
+        lam: float,
+        sigma_max: float,
+        schedule: Schedule = "cosine",
+        margin: float = 1.0,
+        mu: float = 0.01,
+        clamp: tuple[float, float] = (0.1, 10.0),
+        detach: bool = True,
+        lr_f: float = 2e-4,
+        lr_v: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        grad_clip: float = 1.0,
+        ema_decay: float = 0.9999,
+        amp: str = "none",
+        fused: bool = False,
+    ) -> None:
+        if (potential is None) != (lam == 0.0):
+            raise ValueError("the baseline (lam = 0) has no potential; lam > 0 needs one")
+        self.f, self.V = f, potential
+        self.f_train, self.V_train = f, potential  # the modules the step calls (DDP wrappers under torchrun)
+        self.lam, self.sigma_max, self.schedule = lam, sigma_max, schedule
+        self.margin, self.mu, self.clamp, self.detach = margin, mu, clamp, detach
+        self.grad_clip = grad_clip
+        self.ema = EMA(f, ema_decay)
+        kw: dict[str, Any] = dict(betas=betas, weight_decay=weight_decay, fused=fused or None)
+        self.opt_f = torch.optim.AdamW(f.parameters(), lr=lr_f, **kw)
+        self.opt_v = torch.optim.AdamW(potential.parameters(), lr=lr_v, **kw) if potential else None
+        self.amp_dtype = AMP_DTYPES[amp]
+        self.device = next(f.parameters()).device
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+
+    def wrap_distributed(self) -> None:
+        """Wrap f and V in DistributedDataParallel (call after torch.distributed is initialised)."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.f_train = DDP(self.f, device_ids=ids)
+        if self.V is not None:
+            self.V_train = DDP(self.V, device_ids=ids)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params) -> None:
+        self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.scaler.step(opt)
+
+    def step(
+        self, x1: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
+        global_batch: int | None = None,
+    ) -> StepStats:
+        """One AGM step on this process's batch slice.
+
+        Args:
+            x1: data in [-1, 1], (b, C, H, W); x0, eps, z: Gaussian noise of the same shape
+            (z: the potential's negatives); t: (b,) in [0, 1].
+            global_batch: the batch size summed over processes (weights are normalised over it).
+        """
+        bs = sample_bridge(x0, x1, t, eps, self.sigma_max, self.schedule)
+        zero = torch.zeros((), device=x1.device)
+        loss_v = zero
+        # 2. update V first (spec §4 step 2)
+        if self.V is not None:
+            self.opt_v.zero_grad(set_to_none=True)
+            with self._autocast():
+                v_pair = self.V_train(torch.cat([bs.x_t, z])).float()
+            loss_v = potential_loss(v_pair[: len(z)], v_pair[len(z):], self.margin, self.mu).mean()
+            self._optimizer_step(loss_v, self.opt_v, self.V.parameters())
+        # 3. weights from the updated V (spec §4 step 3)
+        if self.V is None:
+            w = torch.ones(len(x1), device=x1.device)
+        else:
+            with torch.no_grad() if self.detach else contextlib.nullcontext(), self._autocast():
+                v = self.V_train(bs.x_t).float()
+            w = self._global_weights(v, global_batch or len(x1))
+        # 4. update f on the weighted drift loss (spec §4 step 4)
+        self.opt_f.zero_grad(set_to_none=True)
+        if self.V is not None and not self.detach:
+            self.opt_v.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = self.f_train(bs.x_t, t)
+        per_sample = drift_loss(out, bs.target)
+        loss_f = (w * per_sample).mean()
+        self._optimizer_step(loss_f, self.opt_f, self.f.parameters())
+        if self.V is not None and not self.detach:
+            self.scaler.step(self.opt_v)  # the ablation: L_f's gradient moves V too (Eq. 12)
+        self.scaler.update()
+        self.ema.update(self.f)
+        wd = w.detach()
+        return StepStats(
+            drift_loss=loss_f.detach(), potential_loss=loss_v.detach(), w_min=wd.min(),
+            w_mean=wd.mean(), w_max=wd.max(), w_std=wd.std() if len(wd) > 1 else zero,
+            w_t_corr=_corr(wd, t),
+        )
+
+    def _global_weights(self, v: torch.Tensor, global_batch: int) -> torch.Tensor:
+        """Eq. (11) over the global batch; under torchrun the V values are all-gathered first."""
+        rank, world = _world()
+        if world == 1:
+            return importance_weights(v, self.lam, self.clamp, self.detach)
+        parts = [torch.empty_like(v) for _ in range(world)]
+        dist.all_gather(parts, v.detach().contiguous())
+        parts[rank] = v  # keep the local slice in the graph for the no-detach ablation
+        w = importance_weights(torch.cat(parts), self.lam, self.clamp, self.detach)
+        b = len(v)
+        return w[rank * b : (rank + 1) * b]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "f": self.f.state_dict(),
+            "ema": self.ema.model.state_dict(),
+            "V": self.V.state_dict() if self.V is not None else None,
+            "opt_f": self.opt_f.state_dict(),
+            "opt_v": self.opt_v.state_dict() if self.opt_v is not None else None,
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.f.load_state_dict(state["f"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.opt_f.load_state_dict(state["opt_f"])
+        if self.V is not None:
+            self.V.load_state_dict(state["V"])
+            self.opt_v.load_state_dict(state["opt_v"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+def train(
+    trainer: AGMTrainer,
+    data: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    checkpoint_dir: str | os.PathLike[str],
+    config: dict[str, Any],
+    checkpoint_every: int,
+    log_every: int,
+    snapshot_every: int = 0,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train for ``steps`` steps, resuming from ``checkpoint_dir/latest.pt`` if it exists.
+
+    Args:
+        trainer: the step owner (f, EMA, V, optimisers).
+        data: the whole training set as uint8 (N, C, H, W) on the training device.
+        steps: total steps to reach (a resumed run continues from its checkpoint's step).
+        batch_size: global batch size (divided across torchrun processes).
+        seed: seeds the one generator that draws batch indices, x0, ε, t and z.
+        checkpoint_dir: holds ``latest.pt`` and, every ``snapshot_every`` steps, ``ema_<step>.pt``.
+        config: JSON-able configuration stored in checkpoints; resuming requires an equal one.
+        checkpoint_every: steps between checkpoints (the last step is always checkpointed).
+        log_every: steps between reading the step statistics on the host (one sync each).
+        on_log: called as on_log(step, record) for every logged step, the replayed ones of a resumed run
+            included, so logs are complete after a resume.
+        progress: show a tqdm progress bar.
+    """
+    rank, world = _world()
+    if batch_size % world:
+        raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes")
+    device, local = data.device, batch_size // world
+    ckpt_dir = Path(checkpoint_dir)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    history: list[dict[str, float]] = []
+    start = 0
+    if (ckpt_dir / LATEST).exists():
+        state = load_checkpoint(ckpt_dir / LATEST, config)
+        trainer.load_state_dict(state["trainer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start = state["history"], state["step"]
+    if on_log is not None:
+        for record in history:
+            on_log(int(record["step"]), record)
+
+    def save(step: int, name: str) -> None:
+        if rank == 0:
+            save_checkpoint(ckpt_dir / name, {
+                "trainer": trainer.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": history, "step": step, "config": config,
+            })
+
+    shape = (batch_size, *data.shape[1:])
+    sl = slice(rank * local, (rank + 1) * local)
+    first_bad = torch.full((), -1, device=device)
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    t0, wall0, n_since = time.perf_counter(), time.perf_counter(), 0
+    for step in range(start + 1, steps + 1):
+        # every rank draws the same global batch and keeps its slice (spec §4 step 1)
+        idx = torch.randint(len(data), (batch_size,), generator=gen, device=device)
+        x0 = torch.randn(shape, generator=gen, device=device)
+        eps = torch.randn(shape, generator=gen, device=device)
+        z = torch.randn(shape, generator=gen, device=device)
+        t = torch.rand(batch_size, generator=gen, device=device)
+        x1 = data[idx[sl]].float() / 127.5 - 1.0
+        stats = trainer.step(x1, x0[sl], eps[sl], t[sl], z[sl], global_batch=batch_size)
+        finite = torch.isfinite(stats.drift_loss) & torch.isfinite(stats.potential_loss)
+        first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
+        n_since += 1
+        if step % log_every == 0 or step == steps or step % checkpoint_every == 0:
+            _raise_if_bad(first_bad, stats, ckpt_dir)
+        if step % log_every == 0 or step == steps:
+            now = time.perf_counter()
+            record = {"step": step, **{k: float(v) for k, v in asdict(stats).items()},
+                      "step_time_s": (now - t0) / n_since}
+            t0, n_since = now, 0
+            history.append(record)
+            if on_log is not None:
+                on_log(step, record)
+        if step % checkpoint_every == 0 or step == steps:
+            save(step, LATEST)
+        if snapshot_every and step % snapshot_every == 0 and rank == 0:
+            save_checkpoint(ckpt_dir / f"ema_{step:08d}.pt", {"ema": trainer.ema.model.state_dict(),
+                                                             "step": step, "config": config})
+        if bar is not None:
+            bar.update(1)
+            if step % log_every == 0:
+                bar.set_postfix(drift=f"{history[-1]['drift_loss']:.4f}")
+    if bar is not None:
+        bar.close()
+    return TrainResult(step=max(start, steps), history=history,
+                       wall_time_s=time.perf_counter() - wall0, resumed_from=start)
+
+
+def _raise_if_bad(first_bad: torch.Tensor, stats: StepStats, ckpt_dir: Path) -> None:
+    bad = int(first_bad)
+    if bad < 0:
+        return
+    which = [name for name in ("drift_loss", "potential_loss")
+             if not math.isfinite(float(getattr(stats, name)))] or ["drift_loss"]
+    raise NonFiniteLossError(
+        f"non-finite {' and '.join(which)} at step {bad}; training stopped, the last good checkpoint "
+        f"{ckpt_dir / LATEST} is kept"
+    )

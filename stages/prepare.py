@@ -1,0 +1,36 @@
+"""Stage `prepare`: fetch the dataset and write the training and held-out splits as .npz ImageSets."""
+
+from __future__ import annotations
+
+import argparse
+
+from agm.config import load_params
+from agm.data import DataError, load_digits, load_hf_dataset, load_image_folder, save_image_set, split_holdout
+from stages import run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--train", required=True, help="output .npz of the training split")
+    ap.add_argument("--heldout", required=True, help="output .npz of the held-out split")
+    args = ap.parse_args()
+    p = load_params(args.params, ["seed", "data"])
+    d = p.data
+    if d.source == "digits":
+        images = load_digits(d.resolution)
+    elif d.source == "folder":
+        images = load_image_folder(d.path, d.resolution, d.channels)
+    else:
+        images = load_hf_dataset(d.name, d.split, d.image_column, d.resolution, d.channels)
+    if images.images.shape[1] != d.channels:
+        raise DataError(f"data.channels is {d.channels} but {images.source} has {images.images.shape[1]}")
+    train, heldout = split_holdout(images, d.holdout_fraction, p.seed)
+    save_image_set(args.train, train)
+    save_image_set(args.heldout, heldout)
+    print(f"prepare: {len(train.images)} training and {len(heldout.images)} held-out images "
+          f"{tuple(train.images.shape[1:])} from {images.source}")
+
+
+if __name__ == "__main__":
+    run(main)

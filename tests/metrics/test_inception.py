@@ -1,0 +1,126 @@
+"""clean-fid wiring (agm/metrics/inception.py): missing weights, and clean-fid's own pipeline run
+with a small stand-in extractor through its ``custom_feat_extractor`` interface."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from agm.metrics import (
+    INCEPTION_WEIGHTS_FILENAME,
+    MissingWeightsError,
+    check_inception_weights,
+    cleanfid_features,
+    frechet_distance,
+    inception_features,
+)
+
+
+class TinyExtractor(torch.nn.Module):
+    """Fixed random strided conv + global average pool: (B, 3, 299, 299) in [0, 255] -> (B, 6)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, kernel_size=8, stride=8)
+        with torch.no_grad():
+            generator = torch.Generator().manual_seed(0)
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=generator) * 0.01)
+            self.conv.bias.zero_()
+        self.seen_shapes: list[tuple[int, ...]] = []
+        self.seen_max = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen_shapes.append(tuple(x.shape))
+        self.seen_max = max(self.seen_max, float(x.max()))
+        return torch.tanh(self.conv(x)).mean(dim=(2, 3))
+
+
+def _images(seed: int, n: int, channels: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, 24)[None, None, None, :]
+    noise = rng.integers(0, 120, (n, channels, 24, 24))
+    return np.clip(ramp * rng.uniform(0.2, 1.0, (n, 1, 1, 1)) + noise, 0, 255).astype(np.uint8)
+
+
+def _write_folder(folder, images: np.ndarray) -> None:
+    folder.mkdir()
+    for i, img in enumerate(images):
+        Image.fromarray(img.transpose(1, 2, 0)).save(folder / f"{i:03d}.png")
+
+
+def test_missing_weights_error_names_file_url_and_param(tmp_path):
+    from cleanfid.downloads_helper import inception_url
+
+    missing = tmp_path / INCEPTION_WEIGHTS_FILENAME
+    with pytest.raises(MissingWeightsError) as info:
+        inception_features(_images(0, 2), missing)
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    assert "\n" not in message
+    assert str(missing) in message and INCEPTION_WEIGHTS_FILENAME in message
+    assert inception_url in message and "eval.inception_weights" in message
+
+
+def test_weights_file_must_carry_cleanfids_name(tmp_path):
+    other = tmp_path / "inception.pt"
+    other.write_bytes(b"")
+    with pytest.raises(ValueError, match=INCEPTION_WEIGHTS_FILENAME):
+        check_inception_weights(other)
+
+
+@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")  # inside clean-fid
+def test_array_pipeline_equals_cleanfid_folder_pipeline(tmp_path):
+    """Our in-memory path gives the features clean-fid computes from image files, and its
+    compute_fid(custom_feat_extractor=...) gives the Fréchet distance of those features."""
+    from cleanfid import fid as cleanfid
+
+    extractor = TinyExtractor().eval()
+    a, b = _images(1, 12), _images(2, 10)
+    feats_a = cleanfid_features(a, extractor, batch_size=5)
+    assert extractor.seen_shapes[0] == (5, 3, 299, 299) and extractor.seen_max <= 255.0
+    assert feats_a.shape == (12, 6) and feats_a.dtype == np.float32
+    feats_b = cleanfid_features(b, extractor, batch_size=5)
+
+    _write_folder(tmp_path / "a", a)
+    _write_folder(tmp_path / "b", b)
+    cpu = torch.device("cpu")
+    folder_a = cleanfid.get_folder_features(
+        str(tmp_path / "a"),
+        extractor,
+        num_workers=0,
+        batch_size=5,
+        device=cpu,
+        mode="clean",
+        verbose=False,
+    )
+    np.testing.assert_allclose(feats_a, folder_a, rtol=1e-5, atol=1e-6)
+
+    score = cleanfid.compute_fid(
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        mode="clean",
+        num_workers=0,
+        batch_size=5,
+        device=cpu,
+        custom_feat_extractor=extractor,
+        verbose=False,
+    )
+    assert frechet_distance(feats_a, feats_b) == pytest.approx(score, rel=1e-4)
+
+
+def test_grey_images_are_repeated_to_rgb():
+    extractor = TinyExtractor().eval()
+    grey = _images(3, 4, channels=1)
+    np.testing.assert_allclose(
+        cleanfid_features(grey, extractor), cleanfid_features(np.repeat(grey, 3, axis=1), extractor)
+    )
+    with pytest.raises(ValueError, match="uint8"):
+        cleanfid_features(grey.astype(np.float32), extractor)
+
+
+def test_importing_metrics_does_not_import_cleanfid():
+    code = "import sys, agm.metrics; assert 'cleanfid' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,211 @@
+"""Tests for agm.report.figures: every figure is a valid, non-blank PNG; grid sizes are exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from agm.report.figures import (
+    first_step_reaching,
+    image_grid,
+    plot_metric_vs_steps,
+    plot_saliency,
+    plot_sample_comparison,
+    plot_training_curves,
+    plot_weight_stats,
+    save_image_grid,
+)
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def _uint8_images(n: int, c: int, h: int, w: int) -> np.ndarray:
+    return _rng().integers(0, 256, size=(n, c, h, w), dtype=np.uint8)
+
+
+def _assert_figure_png(path: Path, min_side: int = 200) -> Image.Image:
+    """A readable PNG, reasonably large, with more than a few distinct colours."""
+    with Image.open(path) as image:
+        image.verify()
+    image = Image.open(path)
+    assert image.format == "PNG"
+    assert image.mode in ("RGB", "RGBA")
+    assert min(image.size) >= min_side
+    rgb = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(np.uint32)
+    colours = np.unique((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2])
+    assert colours.size > 20, "figure looks blank"
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "temporary file left behind"
+    return image
+
+
+# --- image grids ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("c", "mode"), [(1, "L"), (3, "RGB")])
+def test_save_image_grid_size_mode_and_content(tmp_path: Path, c: int, mode: str) -> None:
+    images = _uint8_images(10, c, 16, 16)
+    path = tmp_path / "grid.png"
+    save_image_grid(images, path, nrow=4, upscale=3)
+    image = Image.open(path)
+    assert image.mode == mode
+    # 10 images, 4 per row -> 4 columns, 3 rows; each cell 16*3 pixels plus 2 of padding.
+    assert image.size == (4 * (48 + 2) + 2, 3 * (48 + 2) + 2)
+    pixels = np.asarray(image).reshape(image.size[1], image.size[0], c)
+    first = images[0].repeat(3, axis=1).repeat(3, axis=2).transpose(1, 2, 0)
+    np.testing.assert_array_equal(pixels[2:50, 2:50], first)
+    # image 5 sits in row 1, column 1
+    fifth = images[5].repeat(3, axis=1).repeat(3, axis=2).transpose(1, 2, 0)
+    np.testing.assert_array_equal(pixels[52:100, 52:100], fifth)
+
+
+@pytest.mark.parametrize("n", [2, 7, 8, 9])
+def test_image_grid_matches_torchvision_make_grid(n: int) -> None:
+    images = _uint8_images(n, 3, 5, 6)
+    ours = image_grid(images, nrow=4, padding=2, pad_value=255)
+    theirs = make_grid(torch.from_numpy(images), nrow=4, padding=2, pad_value=255)
+    np.testing.assert_array_equal(ours, theirs.permute(1, 2, 0).numpy())
+
+
+def test_image_grid_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        image_grid(np.zeros((2, 1, 4, 4), dtype=np.float32), nrow=2)
+    with pytest.raises(ValueError, match="C in"):
+        image_grid(np.zeros((2, 2, 4, 4), dtype=np.uint8), nrow=2)
+
+
+# --- Fig. 3 -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_plot_sample_comparison(tmp_path: Path, c: int) -> None:
+    real = _uint8_images(80, c, 16, 16)
+    samples = {
+        "baseline": _uint8_images(70, c, 16, 16),
+        "agm": _uint8_images(10, c, 16, 16),
+    }
+    path = tmp_path / "fig3.png"
+    plot_sample_comparison(real, samples, path, n=64, title="real vs samples")
+    width, height = _assert_figure_png(path).size
+    assert width > 2 * height, "three panels should sit side by side"
+
+
+# --- Fig. 4 -----------------------------------------------------------------------------------
+
+
+def _curve(steps: int, with_potential: bool, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    step = np.arange(0, steps * 100, 100)
+    drift = 1.5 * np.exp(-step / 5000) + 0.05 + 0.01 * rng.random(steps)
+    df = pd.DataFrame({"step": step, "drift_loss": drift})
+    if with_potential:
+        df["potential_loss"] = 0.2 + 2.0 * np.exp(-step / 300) + 0.02 * rng.standard_normal(steps)
+    return df
+
+
+@pytest.mark.parametrize("steps", [5, 500])
+def test_plot_training_curves(tmp_path: Path, steps: int) -> None:
+    curves = {"baseline": _curve(steps, False, 0), "agm": _curve(steps, True, 1)}
+    path = tmp_path / "fig4.png"
+    plot_training_curves(curves, path)
+    _assert_figure_png(path)
+
+
+def test_plot_training_curves_without_potential(tmp_path: Path) -> None:
+    path = tmp_path / "fig4.png"
+    plot_training_curves({"baseline": _curve(100, False, 0)}, path)
+    _assert_figure_png(path)
+
+
+# --- Fig. 5 -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_plot_saliency(tmp_path: Path, c: int) -> None:
+    rng = _rng()
+    times = (0.1, 0.5, 0.9)
+    x_t = {t: 1.3 * rng.standard_normal((2, c, 16, 16)) for t in times}
+    saliency = {t: np.abs(rng.standard_normal((2, 16, 16))) for t in times}
+    saliency[0.9][1] = 0.0  # an all-zero map must not divide by zero
+    path = tmp_path / "fig5.png"
+    plot_saliency(x_t, saliency, path)
+    width, height = _assert_figure_png(path).size
+    assert width > 2 * height, "two rows, six columns"
+
+
+def test_plot_saliency_rejects_mismatched_shapes(tmp_path: Path) -> None:
+    x_t = {0.5: np.zeros((2, 1, 8, 8))}
+    with pytest.raises(ValueError, match="saliency"):
+        plot_saliency(x_t, {0.5: np.zeros((3, 8, 8))}, tmp_path / "fig5.png")
+    with pytest.raises(ValueError, match="same non-empty times"):
+        plot_saliency(x_t, {0.1: np.zeros((2, 8, 8))}, tmp_path / "fig5.png")
+
+
+# --- metric vs steps, weights -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_ci", [False, True])
+def test_plot_metric_vs_steps(tmp_path: Path, with_ci: bool) -> None:
+    steps = [100, 200, 300, 400]
+    df = pd.DataFrame(
+        {
+            "model": ["baseline"] * 4 + ["agm"] * 4,
+            "step": steps * 2,
+            "fd": [40.0, 33.0, 30.0, 28.5, 38.0, 30.0, 27.0, 25.5],
+        }
+    )
+    if with_ci:
+        df["fd_ci"] = 1.0
+    path = tmp_path / "fd.png"
+    plot_metric_vs_steps(df, "fd", path, target=28.5, target_label="baseline @ 400")
+    _assert_figure_png(path)
+
+
+def test_plot_metric_vs_steps_requires_columns(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lacks columns"):
+        plot_metric_vs_steps(pd.DataFrame({"model": [], "step": []}), "fd", tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("with_std", [False, True])
+def test_plot_weight_stats(tmp_path: Path, with_std: bool) -> None:
+    step = np.arange(0, 1000, 10)
+    mean = 1.0 + 0.01 * np.sin(step / 100)
+    df = pd.DataFrame({"step": step, "w_min": mean - 0.05, "w_mean": mean, "w_max": mean + 0.08})
+    if with_std:
+        df["w_std"] = 0.02
+    path = tmp_path / "weights.png"
+    plot_weight_stats({"agm": df}, path)
+    _assert_figure_png(path)
+
+
+# --- first_step_reaching ------------------------------------------------------------------------
+
+
+def test_first_step_reaching_lower_is_better() -> None:
+    steps = [100, 200, 300, 400]
+    fd = [40.0, 30.0, 28.0, 27.0]
+    assert first_step_reaching(steps, fd, target=28.0) == 300  # equal counts as reached
+    assert first_step_reaching(steps, fd, target=29.0) == 300
+    assert first_step_reaching(steps, fd, target=50.0) == 100
+    assert first_step_reaching(steps, fd, target=10.0) is None
+
+
+def test_first_step_reaching_higher_is_better() -> None:
+    steps = [100, 200, 300]
+    recall = [0.90, 0.95, 0.93]
+    assert first_step_reaching(steps, recall, target=0.94, lower_is_better=False) == 200
+    assert first_step_reaching(steps, recall, target=0.99, lower_is_better=False) is None
+
+
+def test_first_step_reaching_sorts_steps_and_skips_nan() -> None:
+    assert first_step_reaching([300, 100, 200], [1.0, float("nan"), 2.0], target=2.0) == 200
+    assert isinstance(first_step_reaching(np.array([5]), np.array([0.0]), target=1.0), int)
+    with pytest.raises(ValueError, match="length"):
+        first_step_reaching([1, 2], [1.0], target=0.0)
