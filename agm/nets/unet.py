@@ -152,7 +152,7 @@ class DriftUNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     @staticmethod
-    def _apply(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _run_layers(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         for layer in layers:
             h = layer(h, emb) if isinstance(layer, (ResBlock, SelfAttention)) else layer(h)
         return h
@@ -162,9 +162,9 @@ class DriftUNet(nn.Module):
         h = self.conv_in(x)
         hs = [h]
         for layers in self.down:
-            h = self._apply(layers, h, emb)
+            h = self._run_layers(layers, h, emb)
             hs.append(h)
-        h = self._apply(self.mid, h, emb)
+        h = self._run_layers(self.mid, h, emb)
         for layers in self.up:
-            h = self._apply(layers, torch.cat([h, hs.pop()], dim=1), emb)
+            h = self._run_layers(layers, torch.cat([h, hs.pop()], dim=1), emb)
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -1,0 +1,63 @@
+"""Stage `features`: build the evaluation feature space and cache the real data's features.
+
+digits: train the digit classifier (its held-out accuracy is a metric) and use its penultimate layer.
+inception: clean-fid's Inception-v3 from the local weights file named in `eval.inception_weights`.
+Also reports the real-vs-real reference: held-out real images against the training images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from agm.config import load_params, resolve_device
+from agm.data import DataError, load_image_set
+from agm.io import atomic_dir, write_json
+from agm.metrics import check_inception_weights, save_feature_net, save_features, train_feature_net
+from agm.metrics.spaces import DISTANCE_NAMES, feature_extractor, sample_quality
+from stages import run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--heldout", required=True)
+    ap.add_argument("--out", required=True, help="output folder: net.pt (digits), train.npz, heldout.npz")
+    ap.add_argument("--metrics", required=True)
+    args = ap.parse_args()
+    p = load_params(args.params, ["seed", "eval"]).eval
+    space, device = p.feature_space, resolve_device(p.device)
+    if space == "inception":
+        check_inception_weights(p.inception_weights)
+    train, heldout = load_image_set(args.train), load_image_set(args.heldout)
+    metrics: dict = {"feature_space": space}
+    t0 = time.perf_counter()
+    with atomic_dir(args.out) as out:
+        if space == "digits":
+            if (train.labels < 0).any():
+                raise DataError(f"{args.train} has no labels: eval.feature_space 'digits' trains a "
+                                "classifier on them; use 'inception' for unlabelled data")
+            result = train_feature_net(
+                train.images, train.labels, epochs=p.feature_net_epochs, batch_size=64,
+                lr=p.feature_net_lr, seed=load_params(args.params, ["seed"]).seed,
+                heldout_images=heldout.images, heldout_labels=heldout.labels, device=device,
+            )
+            save_feature_net(out / "net.pt", result.model)
+            metrics["classifier_train_accuracy"] = round(result.train_accuracy, 4)
+            metrics["classifier_heldout_accuracy"] = round(result.heldout_accuracy, 4)
+        extract = feature_extractor(space, feature_net=out / "net.pt", inception_weights=p.inception_weights,
+                                    device=device, batch_size=p.batch_size)
+        f_train, f_heldout = extract(train.images), extract(heldout.images)
+        save_features(out / "train.npz", f_train, space)
+        save_features(out / "heldout.npz", f_heldout, space)
+    q = sample_quality(f_train, f_heldout, k=p.k)
+    metrics["real_vs_real"] = {DISTANCE_NAMES[space]: round(q.distance, 4), "precision": round(q.precision, 4),
+                               "recall": round(q.recall, 4), "n_real": q.n_real, "n_fake": q.n_fake}
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
+    write_json(args.metrics, metrics)
+    print(f"features[{space}]: {metrics}")
+
+
+if __name__ == "__main__":
+    run(main)
