@@ -44,6 +44,9 @@ def load_checkpoint(path: str | os.PathLike[str], config: dict[str, Any] | None 
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file
         raise CheckpointMismatchError(f"checkpoint {path} is unreadable: {exc}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(
+            f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict")
     if config is not None and state.get("config") != config:
         stored = state.get("config") or {}
         keys = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))

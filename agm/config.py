@@ -9,6 +9,7 @@ pass plain values on.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -77,7 +78,8 @@ class ModelParams:
     def check(self) -> None:
         _range("model.base_channels", self.base_channels, lo=1)
         if not self.channel_mult or min(self.channel_mult) < 1:
-            raise ParamsError(f"model.channel_mult must be a non-empty list of ints >= 1, got {list(self.channel_mult)}")
+            raise ParamsError(
+                f"model.channel_mult must be a non-empty list of ints >= 1, got {list(self.channel_mult)}")
         _range("model.num_res_blocks", self.num_res_blocks, lo=1)
         _range("model.time_embed_dim", self.time_embed_dim, lo=2)
         _range("model.head_channels", self.head_channels, lo=1)
@@ -327,7 +329,7 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
 
 def _range(key: str, value: float, lo: float | None = None, hi: float | None = None,
            lo_open: bool = False, hi_open: bool = False) -> None:
-    bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (
+    bad = math.isnan(value) or (lo is not None and (value < lo or (lo_open and value == lo))) or (
         hi is not None and (value > hi or (hi_open and value == hi)))
     if bad:
         left = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
@@ -346,7 +348,7 @@ def _device(key: str, value: str) -> None:
         raise ParamsError(f"{key} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
 
 
-def resolve_device(name: str) -> "torch.device":  # noqa: F821
+def resolve_device(name: str) -> torch.device:  # noqa: F821
     """'auto' → cuda when available (the rank's GPU under torchrun), else cpu."""
     import torch
 

@@ -171,6 +171,8 @@ class AGMTrainer:
                 v_pair = self.V_train(torch.cat([bs.x_t, z])).float()
             loss_v = potential_loss(v_pair[: len(z)], v_pair[len(z):], self.margin, self.mu).mean()
             self._optimizer_step(loss_v, self.opt_v, self.V.parameters())
+            if not self.detach:  # the ablation steps opt_v again below: one GradScaler step per update
+                self.scaler.update()
         # 3. weights from the updated V (spec §4 step 3)
         if self.V is None:
             w = torch.ones(len(x1), device=x1.device)
@@ -307,7 +309,8 @@ def train(
         finite = torch.isfinite(stats.drift_loss) & torch.isfinite(stats.potential_loss)
         first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
         n_since += 1
-        if step % log_every == 0 or step == steps or step % checkpoint_every == 0:
+        snapshot = snapshot_every and step % snapshot_every == 0
+        if step % log_every == 0 or step == steps or step % checkpoint_every == 0 or snapshot:
             _raise_if_bad(first_bad, stats, ckpt_dir)
         if step % log_every == 0 or step == steps:
             now = time.perf_counter()
@@ -319,7 +322,7 @@ def train(
                 on_log(step, record)
         if step % checkpoint_every == 0 or step == steps:
             save(step, LATEST)
-        if snapshot_every and step % snapshot_every == 0 and rank == 0:
+        if snapshot and rank == 0:
             save_checkpoint(ckpt_dir / f"ema_{step:08d}.pt", {"ema": trainer.ema.model.state_dict(),
                                                              "step": step, "config": config})
         if bar is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from agm.nets.potential import Potential
 from agm.nets.unet import DriftUNet
 
@@ -25,9 +27,11 @@ def paper_potential() -> Potential:
     return Potential(**PAPER_POTENTIAL)
 
 
-def count_parameters(module: "torch.nn.Module") -> int:  # noqa: F821
+def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["DriftUNet", "Potential", "paper_unet", "paper_potential", "count_parameters", "PAPER_UNET", "PAPER_POTENTIAL"]
+__all__ = [
+    "DriftUNet", "Potential", "paper_unet", "paper_potential", "count_parameters", "PAPER_UNET", "PAPER_POTENTIAL",
+]

@@ -91,7 +91,7 @@ def test_deterministic_given_seed_and_leaves_global_rng(digits):
     assert torch.equal(torch.get_rng_state(), rng_state)
     second = train_feature_net(x, y, epochs=1, batch_size=64, lr=1e-3, seed=7).model
     other = train_feature_net(x, y, epochs=1, batch_size=64, lr=1e-3, seed=8).model
-    for (name, p1), p2, p3 in zip(
+    for (name, p1), p2, _p3 in zip(
         first.state_dict().items(),
         second.state_dict().values(),
         other.state_dict().values(),

@@ -1,0 +1,88 @@
+"""Tests for agm/ema.py: θ_EMA ← d θ_EMA + (1 − d) θ, buffers copied, decay validated."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from agm.ema import EMA
+
+
+def _net(fill: float | None = None) -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).double()
+    if fill is not None:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.fill_(fill)
+    return net
+
+
+def test_update_is_exact_convex_combination_on_dyadic_values():
+    model = _net(fill=1.0)
+    ema = EMA(model, decay=0.75)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3.0)
+    ema.update(model)
+    for p in ema.model.parameters():
+        assert torch.equal(p, torch.full_like(p, 0.75 * 1.0 + 0.25 * 3.0))  # 1.5, exact in binary
+
+
+def test_update_matches_formula_on_random_weights():
+    model = _net()
+    old = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    new = {k: v.clone() for k, v in model.named_parameters()}
+    ema.update(model)
+    for name, p in ema.model.named_parameters():
+        torch.testing.assert_close(p, 0.9 * old[name] + 0.1 * new[name], rtol=0, atol=1e-15)
+    ema.update(model)  # a second step towards the same weights
+    for name, p in ema.model.named_parameters():
+        expected = 0.9 * (0.9 * old[name] + 0.1 * new[name]) + 0.1 * new[name]
+        torch.testing.assert_close(p, expected, rtol=0, atol=1e-15)
+
+
+def test_buffers_are_copied_not_averaged():
+    model = _net()
+    ema = EMA(model, decay=0.9)
+    model.train()
+    model(torch.randn(8, 3, dtype=torch.float64) * 5 + 2)  # moves BatchNorm's running statistics
+    ema.update(model)
+    for (name, b_ema), b in zip(ema.model.named_buffers(), model.buffers(), strict=True):
+        assert torch.equal(b_ema, b), name
+
+
+def test_ema_is_a_frozen_copy():
+    model = _net()
+    ema = EMA(model, decay=0.5)
+    assert ema.model is not model and not ema.model.training
+    assert not any(p.requires_grad for p in ema.model.parameters())
+    before = [p.clone() for p in ema.model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, ema.model.parameters(), strict=True))
+    x = torch.randn(2, 3, dtype=torch.float64)
+    torch.testing.assert_close(ema(x), ema.model(x))
+
+
+def test_decay_zero_copies_the_model():
+    model = _net()
+    ema = EMA(model, decay=0.0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-2.0)
+    ema.update(model)
+    for p_ema, p in zip(ema.model.parameters(), model.parameters(), strict=True):
+        assert torch.equal(p_ema, p)
+
+
+@pytest.mark.parametrize("decay", [1.0, 1.5, -0.1])
+def test_decay_out_of_range_is_an_error(decay):
+    with pytest.raises(ValueError, match="EMA decay"):
+        EMA(_net(), decay=decay)

@@ -1,0 +1,117 @@
+"""Tests for agm/sampler.py: Euler–Maruyama vs closed forms, seeding, batch sharding (spec §6)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agm.ema import EMA
+from agm.sampler import euler_maruyama, sample_batches
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHAPE = (4, 1, 3, 3)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _to_unit(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(-1, 1) + 1) / 2
+
+
+def _zero(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x)
+
+
+def _pull_to_half(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return 0.5 - x
+
+
+def test_constant_drift_without_noise_gives_x0_plus_c():
+    x0 = torch.randn(SHAPE, generator=_gen(3))
+    for c in (0.25, -0.3):
+        drift = lambda x, t, c=c: torch.full_like(x, c)
+        out = euler_maruyama(drift, SHAPE, nfe=8, g=0.0, generator=_gen(3))
+        torch.testing.assert_close(out, _to_unit(x0 + c), rtol=0, atol=1e-6)
+
+
+def test_time_grid_is_left_endpoints_k_over_n():
+    """f(x, t) = t: Euler sums Σ_k (k/N)(1/N) = (N − 1) / (2N), not the integral 1/2."""
+    nfe = 5
+    seen: list[float] = []
+
+    def f(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        assert t.shape == (SHAPE[0],) and (t == t[0]).all()
+        seen.append(float(t[0]))
+        return t[:, None, None, None].expand_as(x)
+
+    out = euler_maruyama(f, SHAPE, nfe=nfe, g=0.0, generator=_gen(0))
+    assert seen == pytest.approx([k / nfe for k in range(nfe)])
+    x0 = torch.randn(SHAPE, generator=_gen(0))
+    torch.testing.assert_close(out, _to_unit(x0 + (nfe - 1) / (2 * nfe)), rtol=0, atol=1e-6)
+
+
+def test_noise_term_is_g_sqrt_dt_z():
+    """f = 0: x_N = x_0 + g √Δt Σ_k z_k; x_0, then z_0..z_{N-1}, drawn from the generator."""
+    nfe, g = 4, 0.3
+    out = euler_maruyama(_zero, SHAPE, nfe=nfe, g=g, generator=_gen(5))
+    gen = _gen(5)
+    x = torch.randn(SHAPE, generator=gen)
+    for _ in range(nfe):
+        x = x + g * math.sqrt(1 / nfe) * torch.randn(SHAPE, generator=gen)
+    torch.testing.assert_close(out, _to_unit(x), rtol=0, atol=1e-6)
+
+
+def test_same_seed_same_samples_different_seed_different():
+    a = euler_maruyama(_pull_to_half, SHAPE, nfe=10, g=0.5, generator=_gen(1))
+    b = euler_maruyama(_pull_to_half, SHAPE, nfe=10, g=0.5, generator=_gen(1))
+    c = euler_maruyama(_pull_to_half, SHAPE, nfe=10, g=0.5, generator=_gen(2))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_output_in_unit_interval_and_float32():
+    drift = lambda x, t: 10 * torch.sign(x)
+    out = euler_maruyama(drift, (64, 1, 4, 4), nfe=3, g=0.1, generator=_gen(0))
+    assert out.dtype == torch.float32 and out.shape == (64, 1, 4, 4)
+    assert out.min() == 0.0 and out.max() == 1.0  # clamped at both ends
+    assert ((out >= 0) & (out <= 1)).all()
+
+
+@pytest.mark.parametrize("nfe", [0, -1])
+def test_nfe_below_one_is_an_error(nfe):
+    with pytest.raises(ValueError, match="nfe"):
+        euler_maruyama(_zero, SHAPE, nfe=nfe, g=0.0, generator=_gen(0))
+
+
+def test_samples_an_ema_unet(make_unet):
+    f = EMA(make_unet(), decay=0.9)
+    out = euler_maruyama(f, (2, 1, 8, 8), nfe=3, g=0.01, generator=_gen(0))
+    assert out.shape == (2, 1, 8, 8) and torch.isfinite(out).all()
+
+
+def _batches(indices=None, seed: int = 7) -> dict[int, torch.Tensor]:
+    return dict(sample_batches(_pull_to_half, n=10, batch_size=4, image_shape=(1, 3, 3), nfe=4,
+                               g=0.5, seed=seed, indices=indices))
+
+
+def test_sample_batches_covers_n_samples():
+    full = _batches()
+    assert sorted(full) == [0, 1, 2]
+    assert [len(full[b]) for b in range(3)] == [4, 4, 2]
+    assert not torch.allclose(full[0], full[1])  # every batch has its own generator
+
+
+def test_sample_batches_subset_reproduces_the_full_run():
+    """The sharding property: any subset of batch indices draws exactly the full run's batches."""
+    full = _batches()
+    for indices in (range(1, 3), range(2, 3), [2, 0]):
+        part = _batches(indices)
+        assert sorted(part) == sorted(indices)
+        for b, images in part.items():
+            assert torch.equal(images, full[b]), b
+    assert not torch.equal(_batches(seed=8)[0], full[0])
