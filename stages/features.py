@@ -26,7 +26,8 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output folder: net.pt (digits), train.npz, heldout.npz")
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args()
-    p = load_params(args.params, ["seed", "eval"]).eval
+    params = load_params(args.params, ["seed", "eval"])
+    p = params.eval
     space, device = p.feature_space, resolve_device(p.device)
     if space == "inception":
         check_inception_weights(p.inception_weights)
@@ -40,7 +41,7 @@ def main() -> None:
                                 "classifier on them; use 'inception' for unlabelled data")
             result = train_feature_net(
                 train.images, train.labels, epochs=p.feature_net_epochs, batch_size=64,
-                lr=p.feature_net_lr, seed=load_params(args.params, ["seed"]).seed,
+                lr=p.feature_net_lr, seed=params.seed,
                 heldout_images=heldout.images, heldout_labels=heldout.labels, device=device,
             )
             save_feature_net(out / "net.pt", result.model)

@@ -37,9 +37,8 @@ def main() -> None:
     extract = feature_extractor(e.feature_space, feature_net=Path(args.features) / "net.pt",
                                 inception_weights=e.inception_weights, device=device, batch_size=e.batch_size)
     final = load_checkpoint(run_dir / "model.pt")
-    points = [(load_checkpoint(snap)["step"], load_checkpoint(snap)["ema"])
-              for snap in sorted((run_dir / "snapshots").glob("ema_*.pt"))]
-    points = [pt for pt in points if pt[0] < final["step"]] + [(final["step"], final["ema"])]
+    snaps = [load_checkpoint(snap) for snap in sorted((run_dir / "snapshots").glob("ema_*.pt"))]
+    points = [(ck["step"], ck["ema"]) for ck in snaps if ck["step"] < final["step"]] + [(final["step"], final["ema"])]
     rows = []
     for step, state in points:
         f = load_drift(run_dir / "model.pt", device, state=state)
