@@ -59,21 +59,39 @@ def load_checkpoint(path: str | os.PathLike[str], config: dict[str, Any] | None 
 
 def save_model(path: str | os.PathLike[str], *, ema: dict[str, Any], unet: dict[str, Any],
                potential: dict[str, Any] | None, potential_kwargs: dict[str, Any] | None,
-               step: int, lam: float) -> None:
-    """Write a trained model: the EMA drift's weights and constructor arguments, and V if it exists."""
-    save_checkpoint(path, {"ema": ema, "unet": unet, "potential": potential,
+               step: int, lam: float, kind: str = "drift") -> None:
+    """Write a trained model: the EMA network's weights and constructor arguments, and V if it exists.
+
+    ``kind`` is "drift" (f_θ(x, t), every AGM-trainer variant) or "action" (an Action Matching s_θ(x, t),
+    whose drift is ∇ₓs_θ).
+    """
+    if kind not in ("drift", "action"):
+        raise ValueError(f"kind must be 'drift' or 'action', got {kind!r}")
+    save_checkpoint(path, {"ema": ema, "unet": unet, "potential": potential, "kind": kind,
                            "potential_kwargs": potential_kwargs, "step": step, "lambda": lam})
 
 
 def load_drift(path: str | os.PathLike[str], device: torch.device | str = "cpu",
                state: dict[str, Any] | None = None) -> torch.nn.Module:
-    """The EMA drift network f_EMA of a model file (or of ``state``, an EMA snapshot's weights)."""
+    """The EMA drift of a model file (or of ``state``, an EMA snapshot's weights): f_EMA, or ∇ₓs_EMA."""
     from agm.nets import DriftUNet
 
     model = load_checkpoint(path)
+    if model.get("kind", "drift") == "action":
+        from agm.action_matching import ActionDrift, ActionNet
+
+        s = ActionNet(**model["unet"])
+        s.load_state_dict(state if state is not None else model["ema"])
+        return ActionDrift(s.to(device).eval().requires_grad_(False))
     f = DriftUNet(**model["unet"])
     f.load_state_dict(state if state is not None else model["ema"])
     return f.to(device).eval().requires_grad_(False)
+
+
+def image_shape(model: dict[str, Any]) -> tuple[int, int, int]:
+    """(C, H, W) of the images a model file (as loaded by load_checkpoint) generates."""
+    unet = model["unet"]
+    return (unet["in_channels"], unet["resolution"], unet["resolution"])
 
 
 def load_potential(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> torch.nn.Module:

@@ -110,7 +110,6 @@ class PotentialParams:
     mu: float
     lr: float
     clamp: tuple[float, float]
-    detach: bool
 
     def check(self) -> None:
         if len(self.widths) != 3 or min(self.widths) < 1:
@@ -210,7 +209,9 @@ SECTIONS: dict[str, type] = {
     "data": DataParams, "bridge": BridgeParams, "model": ModelParams, "potential": PotentialParams,
     "train": TrainParams, "sample": SampleParams, "eval": EvalParams,
 }
-TOP_LEVEL: dict[str, Any] = {"lambda": float, "seed": int}
+TOP_LEVEL: dict[str, Any] = {"lambda": float, "seed": int, "seeds": tuple[int, ...], "controls": tuple[str, ...]}
+CONTROLS = ("no_detach", "time_only", "action_matching")
+"""Control models beside the baseline and AGM (issue 9), switched on by listing them in ``controls``."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,8 @@ class Params:
 
     lam: float | None = None
     seed: int | None = None
+    seeds: tuple[int, ...] | None = None
+    controls: tuple[str, ...] | None = None
     data: DataParams | None = None
     bridge: BridgeParams | None = None
     model: ModelParams | None = None
@@ -245,8 +248,7 @@ def load_params(path: str | os.PathLike[str], sections: typing.Iterable[str] | N
             raise ParamsError(f"{path}: missing key {name!r}")
         if name in TOP_LEVEL:
             value = _convert(name, raw[name], TOP_LEVEL[name])
-            if name == "lambda":
-                _range("lambda", value, lo=0.0)
+            _check_top_level(name, value)
             out["lam" if name == "lambda" else name] = value
         elif name in SECTIONS:
             out[name] = _section(name, raw[name], SECTIONS[name])
@@ -256,6 +258,21 @@ def load_params(path: str | os.PathLike[str], sections: typing.Iterable[str] | N
     if params.model is not None and params.data is not None:
         params.model.check_resolution(params.data.resolution)
     return params
+
+
+def _check_top_level(name: str, value: Any) -> None:
+    if name == "lambda":
+        _range("lambda", value, lo=0.0)
+    elif name in ("seed", "seeds"):
+        for i, seed in enumerate(value if name == "seeds" else [value]):
+            _range(f"seeds[{i}]" if name == "seeds" else "seed", seed, lo=0)
+    if name == "seeds" and (not value or len(set(value)) != len(value)):
+        raise ParamsError(f"seeds must be a non-empty list of distinct integers, got {list(value)}")
+    if name == "controls":
+        for c in value:
+            _choice("controls", c, CONTROLS)
+        if len(set(value)) != len(value):
+            raise ParamsError(f"controls lists a model twice: {list(value)}")
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -344,7 +361,8 @@ def _choice(key: str, value: Any, allowed: tuple) -> None:
 
 
 def _device(key: str, value: str) -> None:
-    if value != "auto" and value.split(":")[0] not in ("cpu", "cuda", "mps"):
+    kind, _, index = value.partition(":")
+    if value != "auto" and (kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit()))):
         raise ParamsError(f"{key} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
 
 

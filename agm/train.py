@@ -31,6 +31,7 @@ from agm.bridge import Schedule, sample_bridge
 from agm.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from agm.ema import EMA
 from agm.losses import drift_loss, importance_weights, potential_loss
+from agm.time_weighting import WeightByTime, time_weights
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -91,6 +92,10 @@ class AGMTrainer:
         ema_decay: EMA decay of f.
         amp: "none", "bf16" or "fp16" autocast (fp16 uses a GradScaler).
         fused: use fused AdamW (CUDA).
+        time_table: the time-only control (no V, λ = 0): per-t-bin weights W_k (agm.time_weighting),
+            applied as w_i = W_{k(t_i)} normalised to unit mean over the global batch.
+        weight_bins: t-bins of the per-time weight sums S_k, N_k (agm.time_weighting) the trainer keeps;
+            an AGM run's become the time-only control's table.
     """
 
     def __init__(
@@ -113,9 +118,13 @@ class AGMTrainer:
         ema_decay: float = 0.9999,
         amp: str = "none",
         fused: bool = False,
+        time_table: torch.Tensor | None = None,
+        weight_bins: int = 50,
     ) -> None:
         if (potential is None) != (lam == 0.0):
             raise ValueError("the baseline (lam = 0) has no potential; lam > 0 needs one")
+        if time_table is not None and potential is not None:
+            raise ValueError("time-only weighting replaces V: pass time_table with lam = 0 and no potential")
         self.f, self.V = f, potential
         self.f_train, self.V_train = f, potential  # the modules the step calls (DDP wrappers under torchrun)
         self.lam, self.sigma_max, self.schedule = lam, sigma_max, schedule
@@ -128,6 +137,8 @@ class AGMTrainer:
         self.amp_dtype = AMP_DTYPES[amp]
         self.device = next(f.parameters()).device
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.time_table = time_table.to(self.device) if time_table is not None else None
+        self.weight_by_time = WeightByTime(weight_bins, self.device)
 
     def wrap_distributed(self) -> None:
         """Wrap f and V in DistributedDataParallel (call after torch.distributed is initialised)."""
@@ -174,12 +185,16 @@ class AGMTrainer:
             if not self.detach:  # the ablation steps opt_v again below: one GradScaler step per update
                 self.scaler.update()
         # 3. weights from the updated V (spec §4 step 3)
-        if self.V is None:
+        if self.time_table is not None:
+            w = self._over_global_batch(t, lambda t_all: time_weights(t_all, self.time_table))
+        elif self.V is None:
             w = torch.ones(len(x1), device=x1.device)
         else:
             with torch.no_grad() if self.detach else contextlib.nullcontext(), self._autocast():
                 v = self.V_train(bs.x_t).float()
-            w = self._global_weights(v, global_batch or len(x1))
+            w = self._over_global_batch(v, lambda v_all: importance_weights(v_all, self.lam, self.clamp,
+                                                                             self.detach))
+        self.weight_by_time.add(t, w)
         # 4. update f on the weighted drift loss (spec §4 step 4)
         self.opt_f.zero_grad(set_to_none=True)
         if self.V is not None and not self.detach:
@@ -200,17 +215,20 @@ class AGMTrainer:
             w_t_corr=_corr(wd, t),
         )
 
-    def _global_weights(self, v: torch.Tensor, global_batch: int) -> torch.Tensor:
-        """Eq. (11) over the global batch; under torchrun the V values are all-gathered first."""
+    @staticmethod
+    def _over_global_batch(x: torch.Tensor, weights: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``weights`` (normalised over a batch, Eq. 11) applied to the global batch, sliced to this rank.
+
+        Under torchrun the per-sample inputs x (V values or times) are all-gathered first.
+        """
         rank, world = _world()
         if world == 1:
-            return importance_weights(v, self.lam, self.clamp, self.detach)
-        parts = [torch.empty_like(v) for _ in range(world)]
-        dist.all_gather(parts, v.detach().contiguous())
-        parts[rank] = v  # keep the local slice in the graph for the no-detach ablation
-        w = importance_weights(torch.cat(parts), self.lam, self.clamp, self.detach)
-        b = len(v)
-        return w[rank * b : (rank + 1) * b]
+            return weights(x)
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.detach().contiguous())
+        parts[rank] = x  # keep the local slice in the graph for the no-detach ablation
+        b = len(x)
+        return weights(torch.cat(parts))[rank * b : (rank + 1) * b]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -220,6 +238,7 @@ class AGMTrainer:
             "opt_f": self.opt_f.state_dict(),
             "opt_v": self.opt_v.state_dict() if self.opt_v is not None else None,
             "scaler": self.scaler.state_dict(),
+            "weight_by_time": self.weight_by_time.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -230,6 +249,7 @@ class AGMTrainer:
             self.V.load_state_dict(state["V"])
             self.opt_v.load_state_dict(state["opt_v"])
         self.scaler.load_state_dict(state["scaler"])
+        self.weight_by_time.load_state_dict(state["weight_by_time"])
 
 
 def train(

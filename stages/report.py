@@ -13,9 +13,8 @@ from agm.config import load_params, read_yaml
 from agm.data import load_image_set
 from agm.io import atomic_dir
 from agm.report.build import build_report, load_json, read_live_curves
+from agm.time_weighting import TimeWeightTable
 from stages import run
-
-MODELS = ("baseline", "agm")
 
 
 def main() -> None:
@@ -23,27 +22,31 @@ def main() -> None:
     ap.add_argument("--params", required=True)
     ap.add_argument("--profile", default="default")
     ap.add_argument("--real", required=True, help="training ImageSet .npz")
-    ap.add_argument("--runs", required=True, help="folder of train outputs: <model>/model.pt")
-    ap.add_argument("--live", required=True, help="folder of dvclive logs: <model>/")
-    ap.add_argument("--samples", required=True, help="folder of sample outputs: <model>/grid.npy")
-    ap.add_argument("--metrics", required=True, help="folder of metrics: <model>.json, features.json")
-    ap.add_argument("--steps", required=True, help="folder of metric-vs-steps CSVs: <model>.csv")
+    ap.add_argument("--runs", required=True, help="folder of train outputs: <model>/s<seed>/model.pt")
+    ap.add_argument("--live", required=True, help="folder of dvclive logs: <model>/s<seed>/")
+    ap.add_argument("--samples", required=True, help="folder of sample outputs: <model>/s<seed>/grid.npy")
+    ap.add_argument("--metrics", required=True, help="folder of metrics: <model>/s<seed>.json, features.json")
+    ap.add_argument("--steps", required=True, help="folder of metric-vs-steps CSVs: <model>/s<seed>.csv")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    load_params(args.params)  # validate everything the report prints
+    p = load_params(args.params)  # validate everything the report prints
     params = read_yaml(args.params)
+    models, seeds = ["baseline", "agm", *p.controls], list(p.seeds)
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    runs, live, samples = Path(args.runs), Path(args.live), Path(args.samples)
     metrics_dir, steps_dir = Path(args.metrics), Path(args.steps)
+    first = f"s{seeds[0]}"
     with atomic_dir(args.out) as out:
         files = build_report(
-            out_dir=out, params=params, git_rev=rev or "unknown", profile=args.profile, models=MODELS,
+            out_dir=out, params=params, git_rev=rev or "unknown", profile=args.profile, models=models, seeds=seeds,
             real=load_image_set(args.real).images,
-            grids={m: np.load(Path(args.samples) / m / "grid.npy") for m in MODELS},
-            curves={m: read_live_curves(Path(args.live) / m) for m in MODELS},
-            metrics={m: [load_json(metrics_dir / f"{m}.json")] for m in MODELS},
+            grids={m: np.load(samples / m / first / "grid.npy") for m in models},
+            curves={m: [read_live_curves(live / m / f"s{s}") for s in seeds] for m in models},
+            metrics={m: [load_json(metrics_dir / m / f"s{s}.json") for s in seeds] for m in models},
             features_metrics=load_json(metrics_dir / "features.json"),
-            steps={m: pd.read_csv(steps_dir / f"{m}.csv") for m in MODELS if (steps_dir / f"{m}.csv").exists()},
-            agm_model=Path(args.runs) / "agm" / "model.pt" if params["lambda"] > 0 else None,
+            steps={m: [pd.read_csv(steps_dir / m / f"s{s}.csv") for s in seeds] for m in ("baseline", "agm")},
+            agm_model=runs / "agm" / first / "model.pt" if p.lam > 0 else None,
+            time_table=TimeWeightTable.load(runs / "agm" / first / "time_weights.json") if p.lam > 0 else None,
         )
     print(f"report: {Path(args.out) / files.markdown.name}, {Path(args.out) / files.html.name}")
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agm.checkpoint import load_drift
+from agm.checkpoint import image_shape, load_checkpoint, load_drift
 from agm.config import load_params, resolve_device
 from agm.data import to_uint8
 from agm.io import atomic_dir
@@ -25,24 +25,25 @@ from stages import run
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", required=True)
+    ap.add_argument("--seed", required=True, type=int, help="sampling seed (the run's training seed)")
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True, help="output folder")
     args = ap.parse_args()
-    p = load_params(args.params, ["seed", "sample"])
+    p = load_params(args.params, ["sample"])
     s, device = p.sample, resolve_device(p.sample.device)
     f = load_drift(args.model, device)
-    shape = (f.in_channels, f.resolution, f.resolution)
+    shape = image_shape(load_checkpoint(args.model))
     t0 = time.perf_counter()
     with atomic_dir(args.out) as out:
         arr = np.lib.format.open_memmap(out / "samples.npy", mode="w+", dtype=np.uint8,
                                         shape=(s.num_samples, *shape))
         n_batches = -(-s.num_samples // s.batch_size)
-        for b, x in tqdm(sample_batches(f, s.num_samples, s.batch_size, shape, s.nfe, s.g, p.seed, device),
+        for b, x in tqdm(sample_batches(f, s.num_samples, s.batch_size, shape, s.nfe, s.g, args.seed, device),
                          total=n_batches, desc="sample", unit="batch"):
             arr[b * s.batch_size : b * s.batch_size + len(x)] = to_uint8(x * 2 - 1).cpu().numpy()
         arr.flush()
         del arr
-        gen = torch.Generator(device=device).manual_seed(p.seed + 1)  # Fig. 3: the same noise for every model
+        gen = torch.Generator(device=device).manual_seed(args.seed + 1)  # Fig. 3: the same noise for every model
         grid = to_uint8(euler_maruyama(f, (s.grid_size, *shape), s.grid_nfe, s.g, gen, device) * 2 - 1)
         np.save(out / "grid.npy", grid.cpu().numpy())
         save_image_grid(grid.cpu().numpy(), out / "grid.png", nrow=int(s.grid_size**0.5), upscale=2)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agm.checkpoint import load_checkpoint, load_drift
+from agm.checkpoint import image_shape, load_checkpoint, load_drift
 from agm.config import load_params, resolve_device
 from agm.data import to_uint8
 from agm.io import atomic_path
@@ -26,11 +26,12 @@ from stages import run
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", required=True)
+    ap.add_argument("--seed", required=True, type=int, help="sampling seed (the run's training seed)")
     ap.add_argument("--run", required=True, help="the train stage's folder (model.pt, snapshots/)")
     ap.add_argument("--features", required=True)
     ap.add_argument("--out", required=True, help="CSV: step, distance, precision, recall")
     args = ap.parse_args()
-    p = load_params(args.params, ["seed", "sample", "eval"])
+    p = load_params(args.params, ["sample", "eval"])
     s, e, device = p.sample, p.eval, resolve_device(p.eval.device)
     run_dir, name = Path(args.run), DISTANCE_NAMES[p.eval.feature_space]
     real = load_features(Path(args.features) / "train.npz").features
@@ -42,10 +43,10 @@ def main() -> None:
     rows = []
     for step, state in points:
         f = load_drift(run_dir / "model.pt", device, state=state)
-        shape = (f.in_channels, f.resolution, f.resolution)
+        shape = image_shape(final)
         images = np.concatenate([
             to_uint8(x * 2 - 1).cpu().numpy()
-            for _, x in sample_batches(f, e.snapshot_samples, s.batch_size, shape, s.nfe, s.g, p.seed, device)
+            for _, x in sample_batches(f, e.snapshot_samples, s.batch_size, shape, s.nfe, s.g, args.seed, device)
         ])
         q = sample_quality(real, extract(images), k=e.k)
         rows.append({"step": step, name: q.distance, "precision": q.precision, "recall": q.recall})

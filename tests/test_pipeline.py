@@ -1,8 +1,9 @@
 """End-to-end: the DVC pipeline on tiny params, in a temporary copy that is its own git repo.
 
-Checks what a user relies on: `dvc repro` produces every metric, plot and figure; a second
-`dvc repro` runs nothing; `dvc exp run -S lambda=0.0` re-runs only the AGM branch; `dvc metrics diff`
-shows the changed AGM numbers; the report's numbers equal the metrics files.
+Checks what a user relies on: `dvc repro` with two seeds produces every metric, plot and figure, and
+the report shows mean ± 95% intervals equal to those of the metrics files; a second `dvc repro` runs
+nothing; switching the controls on runs only the new stages and adds them to the report; `dvc exp run
+-S lambda=0.0` re-runs only the AGM branch and `dvc metrics diff` shows the changed AGM numbers.
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 from PIL import Image
+
+from agm.report.tables import mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "tiny_params.yaml"
+SEEDS = (0, 1)
+CONTROLS = ("no_detach", "time_only", "action_matching")
 pytestmark = pytest.mark.slow
 
 
@@ -31,6 +38,19 @@ def sh(cmd: list[str], cwd: Path) -> str:
     return res.stdout + res.stderr
 
 
+def ran_stages(out: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+def read_metrics(repo: Path, model: str) -> list[dict]:
+    return [json.loads((repo / "metrics" / model / f"s{s}.json").read_text()) for s in SEEDS]
+
+
+def table_row(md: str, model: str) -> list[str]:
+    row = next(line for line in md.splitlines() if line.startswith(f"| {model} "))
+    return [c.strip() for c in row.strip("|").split("|")]
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dst = tmp_path_factory.mktemp("pipeline")
@@ -40,7 +60,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp"))
         else:
             shutil.copy2(src, dst / name)
-    shutil.copy2(TINY, dst / "params.yaml")
+    params = yaml.safe_load(TINY.read_text())
+    params["seeds"] = list(SEEDS)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], dst)
     sh(["git", "add", "-A"], dst)
     sh(["git", "commit", "-qm", "tiny pipeline"], dst)
@@ -52,30 +74,37 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_repro_writes_every_output(repo: Path) -> None:
     for model in ("baseline", "agm"):
-        m = json.loads((repo / "metrics" / f"{model}.json").read_text())
-        assert m["feature_space"] == "digits" and "fid" not in m  # honest name: not an Inception FID
-        assert m["fd_digits"] > 0 and 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1
-        live = json.loads((repo / "live" / model / "metrics.json").read_text())
-        assert live["steps"] == 6 and live["train"]["drift_loss"] > 0
-        assert (repo / "steps" / f"{model}.csv").read_text().startswith("step,fd_digits")
-    assert json.loads((repo / "live" / "agm" / "metrics.json").read_text())["train"]["potential_loss"] > 0
-    for fig in ("fig3_samples", "fig4_training_curves", "fig5_saliency", "metric_vs_steps", "weight_stats"):
+        for seed, m in zip(SEEDS, read_metrics(repo, model), strict=True):
+            assert m["feature_space"] == "digits" and "fid" not in m  # honest name: not an Inception FID
+            assert m["fd_digits"] > 0 and 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1
+            live = json.loads((repo / "live" / model / f"s{seed}" / "metrics.json").read_text())
+            assert live["steps"] == 6 and live["train"]["drift_loss"] > 0
+            assert (repo / "steps" / model / f"s{seed}.csv").read_text().startswith("step,fd_digits")
+        # two seeds are two different runs
+        assert read_metrics(repo, model)[0]["fd_digits"] != read_metrics(repo, model)[1]["fd_digits"]
+    live = json.loads((repo / "live" / "agm" / "s0" / "metrics.json").read_text())
+    assert live["train"]["potential_loss"] > 0
+    table = json.loads((repo / "runs" / "agm" / "s0" / "time_weights.json").read_text())
+    assert sum(table["counts"]) == 6 * 16  # every sample of every step, binned by t
+    figs = ("fig3_samples", "fig4_training_curves", "fig5_saliency", "metric_vs_steps", "weight_stats",
+            "weight_by_time")
+    for fig in figs:
         with Image.open(repo / "reports" / "figures" / f"{fig}.png") as im:
             im.verify()
             assert im.size[0] > 200 and im.size[1] > 100
     html = (repo / "reports" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and '<img src="figures' not in html
+    assert html.count("data:image/png;base64,") == len(figs) and '<img src="figures' not in html
 
 
-def test_report_numbers_equal_metrics(repo: Path) -> None:
+def test_report_shows_mean_and_interval_over_seeds(repo: Path) -> None:
     md = (repo / "reports" / "report.md").read_text()
     for model in ("baseline", "agm"):
-        m = json.loads((repo / "metrics" / f"{model}.json").read_text())
-        row = next(line for line in md.splitlines() if line.startswith(f"| {model} "))
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert float(cells[1]) == pytest.approx(m["fd_digits"], abs=0.005)
-        assert float(cells[2]) == pytest.approx(m["precision"], abs=0.0005)
-        assert float(cells[3]) == pytest.approx(m["recall"], abs=0.0005)
+        ms = read_metrics(repo, model)
+        cells = table_row(md, model)
+        for col, key, digits in ((1, "fd_digits", 2), (2, "precision", 3), (3, "recall", 3)):
+            ci = mean_ci([m[key] for m in ms])
+            assert cells[col] == ci.format(digits), (model, key, cells)
+        assert cells[4] == "2"  # seeds
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:
@@ -83,17 +112,51 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
     assert "Running stage" not in out
 
 
+def test_controls_run_only_new_stages_and_join_the_report(repo: Path) -> None:
+    out = sh(["dvc", "exp", "run", "-S", f"controls=[{','.join(CONTROLS)}]"], repo)
+    ran = ran_stages(out)
+    new = {f"{kind}@{c}-{s}" for kind in ("train_control", "sample_control", "evaluate_control")
+           for c in CONTROLS for s in SEEDS}
+    assert ran == new | {"report"}, out
+    md = (repo / "reports" / "report.md").read_text()
+    for control in CONTROLS:
+        cells = table_row(md, control)
+        assert cells[1] == mean_ci([m["fd_digits"] for m in read_metrics(repo, control)]).format(2)
+    am = json.loads((repo / "live" / "action_matching" / "s0" / "metrics.json").read_text())
+    assert "action_loss" in am["train"] and "drift_loss" not in am["train"]
+    assert "No stop-gradient" in md and ("No collapse within" in md or "Collapsed at step" in md)
+    assert "time-only − AGM fd_digits" in md
+
+
 def test_ablation_reruns_only_the_agm_branch(repo: Path) -> None:
-    out = sh(["dvc", "exp", "run", "-S", "lambda=0.0"], repo)
-    ran = set(re.findall(r"Running stage '([^']+)'", out))
-    agm_branch = {"train_agm", "sample@agm", "evaluate@agm", "steps@agm", "report"}
+    out = sh(["dvc", "exp", "run", "-S", "lambda=0.0", "-S", "controls=[]"], repo)
+    ran = ran_stages(out)
+    agm_branch = {f"{kind}@{s}" for kind in ("train_agm",) for s in SEEDS} | {
+        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps") for s in SEEDS} | {"report"}
     # downstream AGM stages may be skipped when their inputs hash the same (tiny runs); the baseline never runs
-    assert {"train_agm", "sample@agm"} <= ran <= agm_branch, out
-    diff = sh(["dvc", "metrics", "diff", "--json"], repo)
-    changed = json.loads(diff)
-    assert "live/agm/metrics.json" in changed
-    assert "live/baseline/metrics.json" not in changed
+    assert {"train_agm@0", "sample@agm-0"} <= ran <= agm_branch, out
+    changed = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo))
+    assert "live/agm/s0/metrics.json" in changed
+    assert not any(path.startswith("live/baseline") for path in changed)
     # the λ = 0 "AGM" run is the baseline: same seed, same config, so the same training losses
-    base = json.loads((repo / "live" / "baseline" / "metrics.json").read_text())
-    agm = json.loads((repo / "live" / "agm" / "metrics.json").read_text())
-    assert agm["train"]["drift_loss"] == pytest.approx(base["train"]["drift_loss"], rel=1e-6)
+    for s in SEEDS:
+        base = json.loads((repo / "live" / "baseline" / f"s{s}" / "metrics.json").read_text())
+        agm = json.loads((repo / "live" / "agm" / f"s{s}" / "metrics.json").read_text())
+        assert agm["train"]["drift_loss"] == pytest.approx(base["train"]["drift_loss"], rel=1e-6)
+
+
+def test_sweep_gathers_lambda_from_experiments(repo: Path) -> None:
+    """After the λ = 0 experiment, `stages.sweep` finds λ = 0.1 (the commit) and λ = 0 (the experiment)."""
+    sh(["python", "-m", "stages.sweep", "--out", "sweep"], repo)
+    rows = pd.read_csv(repo / "sweep" / "lambda.csv")
+    assert sorted(set(rows["lambda"])) == [0.0, 0.1]
+    for lam in (0.0, 0.1):
+        got = rows[rows["lambda"] == lam].sort_values("seed")
+        assert got["seed"].tolist() == list(SEEDS)
+    committed = rows[rows["lambda"] == 0.1].sort_values("seed")["fd_digits"].tolist()
+    head = [json.loads(sh(["git", "show", f"HEAD:metrics/agm/s{s}.json"], repo))["fd_digits"] for s in SEEDS]
+    assert committed == pytest.approx(head)
+    summary = pd.read_csv(repo / "sweep" / "summary.csv")
+    assert summary["seeds"].tolist() == [2, 2]
+    with Image.open(repo / "sweep" / "lambda.png") as im:
+        im.verify()

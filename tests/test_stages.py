@@ -28,7 +28,7 @@ def test_sample_stage_killed_mid_write_leaves_no_output(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "samples"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.sample", "--params", str(tmp_path / "params.yaml"),
+        [sys.executable, "-m", "stages.sample", "--params", str(tmp_path / "params.yaml"), "--seed", "0",
          "--model", str(tmp_path / "model.pt"), "--out", str(out)],
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -392,3 +392,24 @@ def plot_weight_stats(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     _save_figure(fig, path)
+
+
+def plot_weight_by_time(weights: Sequence[float], path: PathLike) -> None:
+    """A model's mean importance weight per t-bin (bins of equal width over [0, 1]) as a step curve.
+
+    Args:
+        weights: W_k for bins k = 0..K-1 (agm.time_weighting), unit mean over bins.
+        path: output PNG.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.size == 0:
+        raise ValueError(f"weights must be a non-empty 1-D sequence, got shape {w.shape}")
+    edges = np.linspace(0.0, 1.0, w.size + 1)
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.stairs(w, edges, linewidth=1.5)
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("t (0 = noise, 1 = data)")
+    ax.set_ylabel("mean weight / overall mean")
+    ax.grid(True, alpha=0.3)
+    _save_figure(fig, path)

@@ -209,3 +209,13 @@ def test_first_step_reaching_sorts_steps_and_skips_nan() -> None:
     assert isinstance(first_step_reaching(np.array([5]), np.array([0.0]), target=1.0), int)
     with pytest.raises(ValueError, match="length"):
         first_step_reaching([1, 2], [1.0], target=0.0)
+
+
+def test_plot_weight_by_time(tmp_path: Path) -> None:
+    from agm.report.figures import plot_weight_by_time
+
+    plot_weight_by_time([0.9, 1.0, 1.1], tmp_path / "w.png")
+    with Image.open(tmp_path / "w.png") as im:
+        assert im.format == "PNG" and im.size[0] > 200
+    with pytest.raises(ValueError, match="non-empty"):
+        plot_weight_by_time([], tmp_path / "x.png")

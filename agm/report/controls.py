@@ -1,0 +1,107 @@
+"""Verdicts of the issue-9 controls, computed from logged curves and per-seed metrics.
+
+- :func:`collapse_step`: when (if ever) the no-stop-gradient ablation collapses, by a stated rule.
+- :func:`paired_difference`: a control minus AGM over the same seeds, with a 95 % Student-t interval,
+  and the sentence that says whether the two are distinguishable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from agm.report.tables import MeanCI, mean_ci
+
+DRIFT_RATIO = 2.0
+"""Collapse when the smoothed drift loss exceeds this multiple of the stop-gradient run's."""
+
+
+@dataclass(frozen=True)
+class Collapse:
+    """The first logged step that meets the collapse rule (None: never), and which part of it did."""
+
+    step: int | None
+    reason: str
+    last_step: int
+
+
+def _ema(values: pd.Series) -> pd.Series:
+    return values.ewm(span=max(2, len(values) // 20), ignore_na=True).mean()
+
+
+def collapse_step(no_detach: pd.DataFrame, agm: pd.DataFrame, margin: float) -> Collapse:
+    """The no-stop-gradient run's collapse (paper §4.4), by a rule stated in :attr:`Collapse.reason`.
+
+    A logged step counts as collapsed when any of these holds:
+    1. a loss is not finite;
+    2. V no longer separates bridge samples from noise: its smoothed loss L_V reaches 2m, the value of
+       the uninformative V ≡ 0 (Eq. 10);
+    3. the smoothed drift loss exceeds :data:`DRIFT_RATIO` times the stop-gradient run's at that step.
+
+    Args:
+        no_detach, agm: dvclive curves (step, drift_loss, potential_loss) of the two runs.
+        margin: the hinge margin m of L_V.
+    """
+    nd = no_detach.sort_values("step").reset_index(drop=True)
+    ref = agm.sort_values("step").set_index("step")["drift_loss"]
+    last = int(nd["step"].iloc[-1])
+    finite = np.isfinite(nd["drift_loss"]) & np.isfinite(nd["potential_loss"])
+    if not finite.all():
+        return Collapse(int(nd["step"][~finite].iloc[0]), "a non-finite loss", last)
+    lv = _ema(nd["potential_loss"])
+    hit = lv >= 2 * margin
+    if hit.any():
+        return Collapse(int(nd["step"][hit].iloc[0]), f"L_V reached 2m = {2 * margin:g} (V ≡ 0 level)", last)
+    shared = nd["step"].isin(ref.index)
+    ratio = _ema(nd["drift_loss"][shared]).to_numpy() / _ema(ref.loc[nd["step"][shared]]).to_numpy()
+    over = ratio > DRIFT_RATIO
+    if over.any():
+        return Collapse(int(nd["step"][shared].iloc[int(np.argmax(over))]),
+                        f"drift loss above {DRIFT_RATIO:g}× the stop-gradient run's", last)
+    return Collapse(None, "", last)
+
+
+def describe_collapse(c: Collapse) -> str:
+    if c.step is None:
+        return (f"No collapse within {c.last_step} steps: every loss stayed finite, L_V stayed below 2m and "
+                f"the drift loss within {DRIFT_RATIO:g}× the stop-gradient run's.")
+    return f"Collapsed at step {c.step} of {c.last_step}: {c.reason}."
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """mean over seeds of (control − AGM) with its 95 % interval, for one metric."""
+
+    diff: MeanCI
+
+    @property
+    def distinguishable(self) -> bool | None:
+        """Whether the interval excludes 0; None with one seed (no interval)."""
+        if math.isnan(self.diff.half_width):
+            return None
+        return abs(self.diff.mean) > self.diff.half_width
+
+
+def paired_difference(control: Sequence[float], agm: Sequence[float]) -> PairedDifference:
+    """Per-seed differences control_s − agm_s (the two lists in the same seed order)."""
+    if len(control) != len(agm):
+        raise ValueError(f"need one value per seed for both models, got {len(control)} and {len(agm)}")
+    return PairedDifference(mean_ci([c - a for c, a in zip(control, agm, strict=True)]))
+
+
+def describe_time_only(d: PairedDifference, metric: str, digits: int = 2) -> str:
+    """The report's sentence on the time-only control against AGM, for ``metric`` (lower is better)."""
+    text = f"time-only − AGM {metric}: {d.diff.format(digits)} over {d.diff.n} seed(s). "
+    if d.distinguishable is None:
+        return text + "One seed gives no interval, so no verdict; run more seeds (params `seeds`)."
+    if not d.distinguishable:
+        return text + ("The 95% interval contains 0: the time-only weighting matches AGM, so on this evidence "
+                       "V adds nothing beyond a time-dependent loss weight.")
+    if d.diff.mean > 0:
+        return text + "The 95% interval excludes 0: AGM is better, so V adds something beyond a time weight."
+    return text + ("The 95% interval excludes 0: the time-only control is better, so V's weighting is worse "
+                   "than its own time profile.")

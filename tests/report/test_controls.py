@@ -1,0 +1,57 @@
+"""Tests for agm/report/controls.py: the collapse rule and the paired time-only comparison."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agm.report.controls import collapse_step, describe_collapse, describe_time_only, paired_difference
+
+
+def _curve(drift: list[float], potential: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"step": np.arange(1, len(drift) + 1) * 10, "drift_loss": drift, "potential_loss": potential})
+
+
+def test_no_collapse_when_the_runs_agree():
+    ref = _curve([1.0] * 50, [0.5] * 50)
+    c = collapse_step(ref.copy(), ref, margin=1.0)
+    assert c.step is None and c.last_step == 500
+    assert describe_collapse(c).startswith("No collapse within 500 steps")
+
+
+def test_collapse_on_a_non_finite_loss():
+    ref = _curve([1.0] * 10, [0.5] * 10)
+    nd = _curve([1.0] * 6 + [math.nan] * 4, [0.5] * 10)
+    c = collapse_step(nd, ref, margin=1.0)
+    assert c.step == 70 and "non-finite" in c.reason
+
+
+def test_collapse_when_v_reaches_the_uninformative_level():
+    ref = _curve([1.0] * 40, [0.5] * 40)
+    nd = _curve([1.0] * 40, [0.5] * 20 + [3.0] * 20)  # L_V jumps above 2m = 2
+    c = collapse_step(nd, ref, margin=1.0)
+    assert c.step is not None and 210 <= c.step <= 260 and "2m" in c.reason
+
+
+def test_collapse_when_the_drift_loss_blows_up():
+    ref = _curve([1.0] * 40, [0.5] * 40)
+    nd = _curve([1.0] * 20 + [10.0] * 20, [0.5] * 40)
+    c = collapse_step(nd, ref, margin=1.0)
+    assert c.step is not None and 210 <= c.step <= 260 and "drift loss" in c.reason
+
+
+def test_paired_difference_closed_form():
+    d = paired_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0])  # differences 2, 3, 1
+    assert d.diff.mean == pytest.approx(2.0)
+    assert d.diff.half_width == pytest.approx(4.302652729911275 * 1.0 / math.sqrt(3))
+    assert d.distinguishable is False  # 2 ± 2.48 contains 0
+    assert "contains 0" in describe_time_only(d, "fd")
+    tight = paired_difference([3.0, 3.1, 2.9], [1.0, 1.0, 1.0])
+    assert tight.distinguishable is True and "AGM is better" in describe_time_only(tight, "fd")
+    one = paired_difference([3.0], [1.0])
+    assert one.distinguishable is None and "no verdict" in describe_time_only(one, "fd")
+    with pytest.raises(ValueError, match="one value per seed"):
+        paired_difference([1.0, 2.0], [1.0])
