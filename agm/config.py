@@ -141,6 +141,7 @@ class TrainParams:
     ema_decay: float
     amp: Literal["none", "bf16", "fp16"]
     compile: bool
+    channels_last: bool
     device: str
     log_every: int
     checkpoint_every: int

@@ -27,6 +27,7 @@ from agm.config import Params, ParamsError, load_params, resolve_device
 from agm.data import check_batch_size, load_image_set
 from agm.io import atomic_dir
 from agm.nets import DriftUNet, Potential, count_parameters
+from agm.perf import accelerate, configure_backends
 from agm.time_weighting import TimeWeightTable
 from agm.train import AGMTrainer, train
 from stages import run
@@ -67,9 +68,10 @@ def build_trainer(p: Params, variant: str, seed: int, channels: int, resolution:
     bridge = dict(sigma_max=p.bridge.sigma_max, schedule=p.bridge.schedule)
     config: dict = {"variant": variant, "seed": seed, "bridge": dataclasses.asdict(p.bridge), "model": unet,
                     "train": {k: v for k, v in dataclasses.asdict(p.train).items()
-                              if k not in ("steps", "device", "log_every", "checkpoint_every")}}
+                              if k not in ("steps", "device", "log_every", "checkpoint_every", "compile",
+                                           "channels_last")}}  # speed switches: a run resumes across them
     if variant == "action_matching":
-        trainer = ActionMatchingTrainer(ActionNet(**unet).to(device), **bridge, **opt)
+        trainer = ActionMatchingTrainer(ActionNet(**unet).to(device), fused=device.type == "cuda", **bridge, **opt)
     else:
         f = DriftUNet(**unet).to(device)
         fused = device.type == "cuda"
@@ -123,8 +125,14 @@ def main() -> None:
     if rank == 0:
         print(f"{name}: f {count_parameters(trainer.f) / 1e6:.2f}M params, "
               f"V {count_parameters(V) / 1e6 if V else 0:.3f}M, {device}, checkpoints {ckpt_dir}")
-    if dist.is_initialized():
+    applied = configure_backends(device)
+    if isinstance(trainer, AGMTrainer):  # Action Matching needs double backward, which torch.compile lacks
+        applied += accelerate(trainer, compile=p.train.compile, channels_last=p.train.channels_last,
+                              distributed=dist.is_initialized())
+    elif dist.is_initialized():
         trainer.wrap_distributed()
+    if rank == 0 and applied:
+        print(f"{name}: {', '.join(applied)}")
     loop = dict(steps=p.train.steps, batch_size=p.train.batch_size, seed=args.seed, checkpoint_dir=ckpt_dir,
                 config=config, checkpoint_every=p.train.checkpoint_every, log_every=p.train.log_every,
                 snapshot_every=p.train.snapshot_every)

@@ -1,0 +1,405 @@
+"""Speed on one device: backend switches, channels_last and torch.compile for the trainer, FLOP counting,
+a table of peak FLOP rates, and timers that synchronise CUDA (the measurements of ``stages/benchmark.py``).
+
+What is measured, for a batch of B images:
+
+    step time         t_step = (wall time of N steps after W untimed warm-up steps) / N,
+                      with torch.cuda.synchronize() before the clock starts and before it stops
+    images/s          B / t_step
+    FLOPs per image   F_step / B, F_step counted by FlopCounterMode over one step: matmuls, convolutions and
+                      attention, forward and backward, 2 FLOPs per multiply-add; elementwise ops, norms and the
+                      optimiser are not counted (the usual model-FLOPs convention)
+    peak fraction     (F_step / t_step) / P, P the device's dense peak for the compute dtype (PEAK_FLOPS);
+                      None where P is not known (every CPU), never a guess
+
+Order of the trainer switches (``accelerate`` applies them so): channels_last first, then the DDP wrap,
+then torch.compile of the wrapped module. DDP lays out its gradient buckets with the parameters' strides
+when it is built, so channels_last must come before it; torch.compile goes outside DDP so that
+Dynamo's DDP optimiser can split the graph at the bucket boundaries.
+"""
+
+from __future__ import annotations
+
+import copy
+import resource
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import flop_counter
+
+from agm.sampler import euler_maruyama
+from agm.train import AGMTrainer
+
+# ---------------------------------------------------------------------------------------------------
+# backends and the trainer's memory format / compilation
+
+
+def configure_backends(device: torch.device) -> list[str]:
+    """On CUDA: TF32 for float32 matmuls and convolutions, cuDNN autotuning; nothing elsewhere.
+
+    Returns what was switched on. cuDNN autotuning picks kernels by timing, so CUDA runs are not bitwise
+    reproducible (the bitwise-resume guarantee is for the CPU).
+    """
+    if device.type != "cuda":
+        return []
+    torch.set_float32_matmul_precision("high")  # TF32 tensor cores for float32 matmuls
+    torch.backends.cudnn.allow_tf32 = True  # and for float32 convolutions (PyTorch's default, made explicit)
+    torch.backends.cudnn.benchmark = True
+    return ["tf32", "cudnn.benchmark"]
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:limit]}"
+
+
+class CompiledOrEager(nn.Module):
+    """``torch.compile(module)`` that runs ``module`` eagerly instead when compiling fails.
+
+    A missing toolchain (no C++ compiler for Inductor on the CPU, no Triton on a GPU) or an unsupported
+    backend or Python raises either in ``torch.compile`` or at the first call, when Inductor lowers the
+    forward graph; either way a one-line warning is issued and ``module`` is called eagerly from then on.
+    The backward graph is lowered lazily, at the first backward pass, with the same toolchain as the forward.
+    An error in a later compiled call (a recompilation for a new shape) also falls back; an error that is not
+    the compiler's (a bad input, out of memory) then re-raises from the eager call.
+    """
+
+    def __init__(self, module: nn.Module, name: str) -> None:
+        super().__init__()
+        self.eager, self.name = module, name
+        self.error: str | None = None
+        self.compiled: nn.Module | None = None
+        try:
+            self.compiled = torch.compile(module)
+        except Exception as exc:  # any compiler failure means: run eagerly
+            self._fall_back(exc, "torch.compile")
+
+    def _fall_back(self, exc: Exception, where: str) -> None:
+        self.compiled, self.error = None, _one_line(exc)
+        warnings.warn(f"{where} of {self.name} failed ({self.error}); running {self.name} eagerly", stacklevel=3)
+
+    def forward(self, *args: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as exc:
+                self._fall_back(exc, "the compiled call")
+        return self.eager(*args)
+
+
+def _match_state_layout(opt: torch.optim.Optimizer) -> None:
+    """Give each optimiser state tensor its parameter's strides (fused AdamW on CUDA requires equal layouts)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+def accelerate(trainer: AGMTrainer, *, compile: bool, channels_last: bool, distributed: bool = False) -> list[str]:
+    """Apply the speed switches to ``trainer`` in place, in the one order that works; return what was applied.
+
+    1. ``channels_last``: f, its EMA and V move to NHWC memory format (convolutions on tensor cores prefer it).
+       Optimiser state, now and after every ``load_state_dict`` (a resumed run), follows the parameters' layout.
+    2. ``distributed``: ``trainer.wrap_distributed()`` (DDP; torch.distributed must be initialised).
+    3. ``compile``: ``trainer.f_train`` and ``trainer.V_train`` (the DDP wrappers when distributed) become
+       :class:`CompiledOrEager` modules. The EMA, checkpoints and state dicts keep using the plain modules.
+
+    Call it once, after building the trainer and before the first step.
+    """
+    notes = []
+    if channels_last:
+        for module in (trainer.f, trainer.ema.model, trainer.V):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+        for opt in (trainer.opt_f, trainer.opt_v):
+            if opt is not None:
+                _match_state_layout(opt)
+                opt.register_load_state_dict_post_hook(_match_state_layout)
+        notes.append("channels_last")
+    if distributed:
+        trainer.wrap_distributed()
+        notes.append("ddp")
+    if compile:
+        for name in ("f", "V"):
+            module = getattr(trainer, f"{name}_train")
+            if module is None:
+                continue
+            wrapped = CompiledOrEager(module, name)
+            if wrapped.compiled is None:
+                notes.append(f"compile {name} failed ({wrapped.error}): eager")
+            else:
+                setattr(trainer, f"{name}_train", wrapped)
+                notes.append(f"compile {name}")
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------------
+# FLOPs
+
+# FlopCounterMode has formulas for the CUDA attention kernels only; on the CPU, scaled_dot_product_attention
+# runs this fused kernel, whose FLOPs are those of the same two (forward) or five (backward) batched matmuls.
+_aten = torch.ops.aten
+_CPU_ATTENTION_FLOPS = {
+    _aten._scaled_dot_product_flash_attention_for_cpu:
+        lambda query, key, value, *args, out_shape=None, **kwargs: flop_counter.sdpa_flop_count(query, key, value),
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward:
+        lambda grad_out, query, key, value, *args, out_shape=None, **kwargs: flop_counter.sdpa_backward_flop_count(
+            grad_out, query, key, value),
+}
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of running ``fn()`` (matmul, convolution and attention kernels, forward and backward; 2 per FMA)."""
+    with flop_counter.FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """The inputs of one ``AGMTrainer.step``: x1, x0, eps, z: (B, C, H, W); t: (B,)."""
+
+    x1: torch.Tensor
+    x0: torch.Tensor
+    eps: torch.Tensor
+    t: torch.Tensor
+    z: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x1)
+
+
+def random_batch(batch_size: int, image_shape: tuple[int, int, int], *, seed: int,
+                 device: torch.device) -> StepBatch:
+    """A batch of the right shapes for timing: x1 uniform in [-1, 1], Gaussian x0, ε, z, t uniform in [0, 1]."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    shape = (batch_size, *image_shape)
+    x1 = torch.rand(shape, generator=gen, device=device) * 2 - 1
+    x0, eps, z = (torch.randn(shape, generator=gen, device=device) for _ in range(3))
+    return StepBatch(x1=x1, x0=x0, eps=eps, t=torch.rand(batch_size, generator=gen, device=device), z=z)
+
+
+def run_step(trainer: AGMTrainer, batch: StepBatch) -> None:
+    """One ``trainer.step`` on ``batch`` (a single process's whole batch)."""
+    trainer.step(batch.x1, batch.x0, batch.eps, batch.t, batch.z)
+
+
+def step_flops(trainer: AGMTrainer, batch: StepBatch) -> int:
+    """FLOPs of one training step on ``batch``, counted on an eager copy of the trainer (left unchanged).
+
+    Baseline: f forward and backward on B images. AGM adds V forward and backward on 2B images (L_V on
+    x_t and the negatives z) and V forward on B images (the weights). Under torchrun every rank must call it
+    (the weights all-gather V's values).
+    """
+    wrappers = ((trainer.f_train, trainer.f), (trainer.V_train, trainer.V))
+    # deepcopy the modules and optimisers, not DDP or compiled wrappers: those become the copied plain modules
+    twin = copy.deepcopy(trainer, {id(w): None for w, m in wrappers if w is not m})
+    twin.f_train, twin.V_train = twin.f, twin.V
+    return count_flops(lambda: run_step(twin, batch))
+
+
+# Dense (no structured sparsity) peak tensor-core FLOP/s per GPU, by compute dtype: "bf16" (also fp16) and
+# "tf32" (float32 matmuls and convolutions once configure_backends has allowed TF32). Matched against
+# torch.cuda.get_device_name in this order, so the more specific names come first. Sources: NVIDIA's data
+# sheets, whose sparsity figures are twice these: H100 (SXM5: 989 bf16 / 495 tf32; PCIe: 756 / 378;
+# NVL: 835 / 418), H200 (SXM: as H100 SXM5; NVL: 835 / 418), GH200 (as H100 SXM5), A100 (312 / 156);
+# RTX 4090: Ada Lovelace architecture whitepaper, appendix (165 bf16 with fp32 accumulate / 83 tf32).
+PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("H100 PCIe", {"bf16": 756e12, "tf32": 378e12}),
+    ("H100 NVL", {"bf16": 835e12, "tf32": 418e12}),
+    ("H200 NVL", {"bf16": 835e12, "tf32": 418e12}),
+    ("GH200", {"bf16": 989e12, "tf32": 495e12}),
+    ("H100", {"bf16": 989e12, "tf32": 495e12}),
+    ("H200", {"bf16": 989e12, "tf32": 495e12}),
+    ("A100", {"bf16": 312e12, "tf32": 156e12}),
+    ("RTX 4090", {"bf16": 165e12, "tf32": 83e12}),
+)
+
+
+def peak_flops_for(device_name: str, dtype: torch.dtype) -> float | None:
+    """Dense peak FLOP/s of the GPU called ``device_name`` for ``dtype`` (float32 means TF32), or None."""
+    kind = {torch.bfloat16: "bf16", torch.float16: "bf16", torch.float32: "tf32"}.get(dtype)
+    for name, peaks in PEAK_FLOPS:
+        if name in device_name:
+            return peaks.get(kind) if kind else None
+    return None
+
+
+def device_peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
+    """Dense peak FLOP/s of ``device`` for ``dtype``; None on the CPU and on GPUs not in PEAK_FLOPS."""
+    if device.type != "cuda":
+        return None
+    return peak_flops_for(torch.cuda.get_device_name(device), dtype)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name where the OS tells it (Linux), else the platform."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return sys.platform
+
+
+# ---------------------------------------------------------------------------------------------------
+# timing, memory, host syncs
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); CPU work is synchronous already."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_per_call(fn: Callable[[], Any], *, warmup: int, iters: int, device: torch.device) -> float:
+    """Mean wall seconds per ``fn()`` over ``iters`` calls after ``warmup`` untimed calls (time.perf_counter)."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / iters
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window (CUDA; the CPU's max RSS cannot be reset)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """CUDA: torch.cuda.max_memory_allocated since the last reset. CPU: the process's max resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
+
+
+def peak_memory_kind(device: torch.device) -> str:
+    """What :func:`peak_memory_bytes` measures on ``device``."""
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated, per measurement"
+    return "process max RSS (getrusage ru_maxrss), cumulative since the process started"
+
+
+def count_host_syncs(fn: Callable[[], Any], device: torch.device) -> int | None:
+    """Number of synchronising CUDA calls (a .item(), a device-to-host copy, ...) in ``fn()``; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+            synchronize(device)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing CUDA operation" in str(w.message) for w in caught)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the two benchmarks
+
+
+@dataclass(frozen=True)
+class TrainBench:
+    """One trainer's training speed on one batch size (see the module docstring for the definitions)."""
+
+    batch_size: int
+    step_time_s: float
+    images_per_s: float
+    flops_per_image: float
+    achieved_flops_per_s: float
+    peak_fraction: float | None
+    peak_memory_bytes: int
+    host_syncs_per_step: int | None
+
+
+def bench_train(trainer: AGMTrainer, batch: StepBatch, *, warmup: int, steps: int) -> TrainBench:
+    """Time ``steps`` training steps on ``batch`` after ``warmup`` steps (compilation and autotuning happen there).
+
+    The batch is drawn once: the per-step draw of the training loop (three randn, one rand, an index gather)
+    is not timed. The peak fraction uses the dense peak for the trainer's autocast dtype (float32: TF32).
+    """
+    device = batch.x1.device
+    reset_peak_memory(device)
+    step_time = time_per_call(lambda: run_step(trainer, batch), warmup=warmup, iters=steps, device=device)
+    memory = peak_memory_bytes(device)
+    syncs = count_host_syncs(lambda: run_step(trainer, batch), device)
+    flops = step_flops(trainer, batch)
+    peak = device_peak_flops(device, trainer.amp_dtype or torch.float32)
+    return TrainBench(
+        batch_size=len(batch), step_time_s=step_time, images_per_s=len(batch) / step_time,
+        flops_per_image=flops / len(batch), achieved_flops_per_s=flops / step_time,
+        peak_fraction=flops / step_time / peak if peak else None, peak_memory_bytes=memory,
+        host_syncs_per_step=syncs,
+    )
+
+
+@dataclass(frozen=True)
+class SampleBench:
+    """Euler–Maruyama sampling speed: one batch of ``batch_size`` images at ``nfe`` drift evaluations."""
+
+    batch_size: int
+    nfe: int
+    time_s: float
+    images_per_s: float
+    flops_per_image: float
+    achieved_flops_per_s: float
+    peak_fraction: float | None
+    peak_memory_bytes: int
+
+
+def bench_sample(drift: nn.Module, image_shape: tuple[int, int, int], *, batch_size: int, nfe: int, g: float,
+                 seed: int, amp: torch.dtype | None) -> SampleBench:
+    """Time one ``euler_maruyama`` call (batch_size images, nfe steps) after a 1-step warm-up call.
+
+    ``amp``: autocast dtype of the drift evaluations, or None for float32 (what ``stages/sample.py`` runs).
+    FLOPs per image are nfe times the drift's forward FLOPs per image.
+    """
+    device = next(drift.parameters()).device
+    shape = (batch_size, *image_shape)
+
+    def f(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            return drift(x, t)
+
+    def draw(n: int) -> torch.Tensor:
+        return euler_maruyama(f, shape, n, g, torch.Generator(device=device).manual_seed(seed), device)
+
+    draw(1)  # compilation, autotuning
+    reset_peak_memory(device)
+    seconds = time_per_call(lambda: draw(nfe), warmup=0, iters=1, device=device)
+    memory = peak_memory_bytes(device)
+    x, t = torch.zeros(shape, device=device), torch.zeros(batch_size, device=device)
+    with torch.no_grad():
+        flops = nfe * count_flops(lambda: f(x, t))
+    peak = device_peak_flops(device, amp or torch.float32)
+    return SampleBench(
+        batch_size=batch_size, nfe=nfe, time_s=seconds, images_per_s=batch_size / seconds,
+        flops_per_image=flops / batch_size, achieved_flops_per_s=flops / seconds,
+        peak_fraction=flops / seconds / peak if peak else None, peak_memory_bytes=memory,
+    )
+
+
+__all__ = [
+    "configure_backends", "CompiledOrEager", "accelerate", "count_flops", "StepBatch", "random_batch", "run_step",
+    "step_flops", "PEAK_FLOPS", "peak_flops_for", "device_peak_flops", "device_name", "synchronize",
+    "time_per_call", "reset_peak_memory", "peak_memory_bytes", "peak_memory_kind", "count_host_syncs",
+    "TrainBench", "bench_train", "SampleBench", "bench_sample",
+]

@@ -1,0 +1,114 @@
+"""`python -m stages.benchmark`: training and sampling speed of the baseline and AGM on this machine.
+
+Not a DVC stage: its numbers belong to the machine, not to the params. Usage:
+
+    python -m stages.benchmark --params params.yaml --out bench/results.json
+    python -m stages.benchmark --params profiles/paper.yaml --device cpu --amp none --batch 2 --steps 3 \\
+        --nfe 2 --sample-batch 2 --out bench/paper_cpu.json          # the paper's networks, on the CPU
+
+Builds both trainers from the params file as `stages/train.py` does (λ = 0 without V, and λ = `lambda`),
+times training steps on a random batch of the params' image shape, counts FLOPs per image and the achieved
+fraction of the device's peak, times Euler–Maruyama sampling with the EMA drift, and writes it all to JSON.
+Definitions: agm/perf.py. Options left out take the params file's values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from agm.config import ParamsError, load_params, resolve_device
+from agm.io import write_json
+from agm.nets import count_parameters
+from agm.perf import (
+    CompiledOrEager,
+    accelerate,
+    bench_sample,
+    bench_train,
+    configure_backends,
+    device_name,
+    device_peak_flops,
+    peak_memory_kind,
+    random_batch,
+)
+from agm.train import AMP_DTYPES
+from stages import run
+from stages.train import build_trainer, sections
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--out", required=True, help="results .json")
+    ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: train.device)")
+    ap.add_argument("--batch", type=int, help="training batch size (default: train.batch_size)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, autotuning)")
+    ap.add_argument("--steps", type=int, default=10, help="timed training steps per model")
+    ap.add_argument("--nfe", type=int, help="sampling steps (default: sample.nfe)")
+    ap.add_argument("--sample-batch", type=int, help="sampling batch size (default: the training batch)")
+    ap.add_argument("--amp", choices=tuple(AMP_DTYPES), help="training autocast (default: train.amp)")
+    ap.add_argument("--sample-amp", choices=tuple(AMP_DTYPES), default="none",
+                    help="sampling autocast (default: none, as stages/sample.py)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, help="default: train.compile")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: train.channels_last")
+    args = ap.parse_args()
+    p = load_params(args.params, ["seeds", "data", "sample", *sections("agm")])
+    seed = p.seeds[0]
+    batch_size = p.train.batch_size if args.batch is None else args.batch
+    nfe = p.sample.nfe if args.nfe is None else args.nfe
+    sample_batch = batch_size if args.sample_batch is None else args.sample_batch
+    for key, value, lo in (("--batch", batch_size, 1), ("--warmup", args.warmup, 0), ("--steps", args.steps, 1),
+                           ("--nfe", nfe, 1), ("--sample-batch", sample_batch, 1)):
+        if value < lo:
+            raise ParamsError(f"{key} must be >= {lo}, got {value}")
+    device = resolve_device(args.device or p.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ParamsError(f"device {device} asked for, but torch sees no CUDA device")
+    p = dataclasses.replace(p, train=dataclasses.replace(p.train, amp=args.amp or p.train.amp))
+    compile_ = p.train.compile if args.compile is None else args.compile
+    if args.channels_last is None:
+        args.channels_last = p.train.channels_last
+    applied = configure_backends(device)
+    image_shape = (p.data.channels, p.data.resolution, p.data.resolution)
+    batch = random_batch(batch_size, image_shape, seed=seed, device=device)
+    train, sizes = {}, {}
+    for variant in ("baseline", "agm"):
+        trainer, _ = build_trainer(p, variant, seed, image_shape[0], image_shape[1], device)
+        notes = accelerate(trainer, compile=compile_, channels_last=args.channels_last)
+        sizes[variant] = count_parameters(trainer.f) + (count_parameters(trainer.V) if trainer.V else 0)
+        train[variant] = bench_train(trainer, batch, warmup=args.warmup, steps=args.steps)
+    drift = CompiledOrEager(trainer.ema.model, "the EMA drift") if compile_ else trainer.ema.model
+    sample = bench_sample(drift, image_shape, batch_size=sample_batch, nfe=nfe, g=p.sample.g, seed=seed,
+                          amp=AMP_DTYPES[args.sample_amp])
+    base, agm = train["baseline"], train["agm"]
+    results = {
+        "device": {"type": device.type, "name": device_name(device), "torch": torch.__version__,
+                   "threads": torch.get_num_threads(),
+                   "peak_flops_per_s": device_peak_flops(device, trainer.amp_dtype or torch.float32)},
+        "settings": {"params": args.params, "image_shape": list(image_shape), "lambda": p.lam, "seed": seed,
+                     "amp": p.train.amp, "compile": compile_, "channels_last": args.channels_last,
+                     "applied": applied + notes, "warmup_steps": args.warmup, "timed_steps": args.steps,
+                     "parameters": sizes, "sample_amp": args.sample_amp},
+        "train": {"baseline": dataclasses.asdict(base), "agm": dataclasses.asdict(agm),
+                  "agm_over_baseline_step_time": agm.step_time_s / base.step_time_s,
+                  "agm_over_baseline_flops": agm.flops_per_image / base.flops_per_image},
+        "sample": dataclasses.asdict(sample),
+        "peak_memory_kind": peak_memory_kind(device),
+    }
+    write_json(args.out, results)
+    print(f"benchmark: {device} ({results['device']['name']}), torch {torch.__version__}, amp {p.train.amp}, "
+          f"compile {compile_}, channels_last {args.channels_last}, image {image_shape}")
+    for name, r in train.items():
+        frac = "n/a" if r.peak_fraction is None else f"{100 * r.peak_fraction:.1f}%"
+        print(f"  {name:8s} batch {r.batch_size}: {r.step_time_s * 1e3:.1f} ms/step, {r.images_per_s:.1f} img/s, "
+              f"{r.flops_per_image / 1e9:.3f} GFLOP/img, {r.achieved_flops_per_s / 1e12:.3f} TFLOP/s, peak {frac}")
+    print(f"  agm/baseline: step time {results['train']['agm_over_baseline_step_time']:.3f}, "
+          f"FLOPs {results['train']['agm_over_baseline_flops']:.3f}")
+    print(f"  sample   batch {sample.batch_size} at NFE {nfe}: {sample.time_s:.2f} s, {sample.images_per_s:.1f} img/s")
+    print(f"  → {args.out}")
+
+
+if __name__ == "__main__":
+    run(main)

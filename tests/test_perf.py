@@ -1,0 +1,277 @@
+"""Tests for agm/perf.py and stages/benchmark.py: FLOP counts against closed forms, the trainer's speed
+switches (channels_last, the compile fallback), the peak table, the timer and the benchmark's JSON."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from agm.config import load_params
+from agm.nets import PAPER_POTENTIAL, PAPER_UNET
+from agm.perf import (
+    CompiledOrEager,
+    accelerate,
+    count_flops,
+    device_peak_flops,
+    peak_flops_for,
+    random_batch,
+    run_step,
+    step_flops,
+    time_per_call,
+)
+from agm.train import AGMTrainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+HYPER = dict(sigma_max=0.1, lr_f=1e-3, lr_v=1e-3, ema_decay=0.9)
+
+
+def _batch(b: int = 4, seed: int = 0):
+    return random_batch(b, (1, 8, 8), seed=seed, device=CPU)
+
+
+def _agm(make_unet, make_potential) -> AGMTrainer:
+    return AGMTrainer(make_unet(), make_potential(), lam=0.5, **HYPER)
+
+
+# Adam divides each gradient element by its own running RMS, so a rounding-level difference in a near-zero
+# gradient (another memory layout sums in another order) moves that weight by up to ~lr = 1e-3 per step;
+# after a few steps the weights agree to a small fraction of one step, not to float precision.
+AFTER_ADAM = dict(rtol=1e-4, atol=2e-5)
+
+
+def _assert_same_models(a: AGMTrainer, b: AGMTrainer, **tol) -> None:
+    for x, y in ((a.f, b.f), (a.ema.model, b.ema.model), (a.V, b.V)):
+        for p, q in zip(x.parameters(), y.parameters(), strict=True):
+            torch.testing.assert_close(p, q, **tol)
+
+
+# ------------------------------------------------------------------------------------------------
+# FLOPs
+
+
+def test_count_flops_of_conv_and_linear_is_the_closed_form():
+    b, ci, co, h, k, o = 3, 2, 4, 6, 3, 5
+    net = nn.Sequential(nn.Conv2d(ci, co, k, padding=1), nn.Flatten(), nn.Linear(co * h * h, o))
+    x = torch.randn(b, ci, h, h)
+    conv = 2 * b * co * h * h * ci * k * k  # 2 FLOPs per multiply-add: per output element, input channel, tap
+    linear = 2 * b * (co * h * h) * o
+    assert count_flops(lambda: net(x)) == conv + linear
+    # backward: the linear layer's input and weight gradients, the conv's weight gradient only (x needs none)
+    assert count_flops(lambda: net(x).sum().backward()) == (conv + linear) + (conv + 2 * linear)
+
+
+def test_attention_flops_are_counted_on_the_cpu():
+    """Forward QKᵀ and PV: 2 matmuls of 2·B·h·L²·d; backward: 5 more (QKᵀ recomputed, dP, dV, dQ, dK)."""
+    b, h, length, d = 2, 3, 16, 8
+    q = torch.randn(b, h, length, d, requires_grad=True)
+    one = 2 * b * h * length * length * d
+    assert count_flops(lambda: F.scaled_dot_product_attention(q, q, q)) == 2 * one
+    assert count_flops(lambda: F.scaled_dot_product_attention(q, q, q).sum().backward()) == 7 * one
+
+
+def test_step_flops_are_f_for_the_baseline_and_add_v_for_agm(make_unet, make_potential):
+    batch = _batch()
+    f, V = make_unet(), make_potential()
+    x, t = batch.x1, batch.t  # any input of the step's shapes: the counts depend on shapes only
+    f_step = count_flops(lambda: f(x, t).square().mean().backward())
+    v_step = count_flops(lambda: V(torch.cat([x, batch.z])).sum().backward())  # L_V on x_t and the negatives
+    with torch.no_grad():
+        v_weights = count_flops(lambda: V(x))
+    baseline = AGMTrainer(make_unet(), None, lam=0.0, **HYPER)
+    assert step_flops(baseline, batch) == f_step
+    assert step_flops(_agm(make_unet, make_potential), batch) == f_step + v_step + v_weights
+
+
+def test_step_flops_leave_the_trainer_unchanged(make_unet, make_potential):
+    trainer = _agm(make_unet, make_potential)
+    before = copy.deepcopy(trainer)
+    step_flops(trainer, _batch())
+    _assert_same_models(trainer, before, rtol=0, atol=0)
+    assert not trainer.opt_f.state and not trainer.opt_v.state
+
+
+# ------------------------------------------------------------------------------------------------
+# channels_last and torch.compile
+
+
+def test_channels_last_trains_like_the_default_layout(make_unet, make_potential):
+    trainer = _agm(make_unet, make_potential)
+    reference = copy.deepcopy(trainer)
+    assert accelerate(trainer, compile=False, channels_last=True) == ["channels_last"]
+    weights = (trainer.f.conv_in.weight, trainer.ema.model.conv_in.weight, trainer.V.features[0].weight)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    x, t = _batch().x1, _batch().t
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.f(x, t), reference.f(x, t), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(trainer.V(x), reference.V(x), rtol=1e-5, atol=1e-6)
+    for seed in range(3):
+        batch = _batch(seed=seed)
+        a = trainer.step(batch.x1, batch.x0, batch.eps, batch.t, batch.z)
+        b = reference.step(batch.x1, batch.x0, batch.eps, batch.t, batch.z)
+        torch.testing.assert_close(a.drift_loss, b.drift_loss)
+        torch.testing.assert_close(a.potential_loss, b.potential_loss)
+    _assert_same_models(trainer, reference, **AFTER_ADAM)
+
+
+def test_a_resumed_channels_last_run_keeps_optimizer_state_in_the_parameters_layout(make_unet, make_potential):
+    """Fused AdamW on CUDA refuses state whose strides differ from the parameter's: a checkpoint written
+    in the default layout must come back in channels_last."""
+    saved = _agm(make_unet, make_potential)
+    run_step(saved, _batch())
+    resumed = _agm(make_unet, make_potential)
+    accelerate(resumed, compile=False, channels_last=True)
+    resumed.load_state_dict(copy.deepcopy(saved.state_dict()))
+    for opt in (resumed.opt_f, resumed.opt_v):
+        for p in (p for group in opt.param_groups for p in group["params"]):
+            for value in opt.state[p].values():
+                if value.shape == p.shape:
+                    assert value.stride() == p.stride()
+    run_step(saved, _batch(seed=1))
+    run_step(resumed, _batch(seed=1))
+    _assert_same_models(resumed, saved, **AFTER_ADAM)
+
+
+def test_compile_that_fails_at_once_leaves_the_modules_eager(make_unet, make_potential, monkeypatch):
+    def no_compiler(module):
+        raise RuntimeError("Python 3.99 is not supported by torch.compile")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    trainer = _agm(make_unet, make_potential)
+    with pytest.warns(UserWarning) as caught:
+        notes = accelerate(trainer, compile=True, channels_last=False)
+    assert [str(w.message) for w in caught] == [
+        f"torch.compile of {name} failed (RuntimeError: Python 3.99 is not supported by torch.compile); "
+        f"running {name} eagerly" for name in ("f", "V")]
+    assert trainer.f_train is trainer.f and trainer.V_train is trainer.V
+    assert notes == [f"compile {name} failed (RuntimeError: Python 3.99 is not supported by torch.compile): eager"
+                     for name in ("f", "V")]
+
+
+def test_compile_that_fails_at_the_first_call_falls_back_to_eager(make_unet, make_potential, monkeypatch):
+    calls = []
+
+    def lazy_failure(module):  # torch.compile returns at once; Inductor fails when it lowers the first call
+        def compiled(*args):
+            calls.append(module)
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\n(a long traceback)")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", lazy_failure)
+    trainer = _agm(make_unet, make_potential)
+    reference = copy.deepcopy(trainer)
+    assert accelerate(trainer, compile=True, channels_last=False) == ["compile f", "compile V"]
+    assert isinstance(trainer.f_train, CompiledOrEager) and isinstance(trainer.V_train, CompiledOrEager)
+    batch = _batch()
+    with pytest.warns(UserWarning) as caught:
+        run_step(trainer, batch)
+    assert [str(w.message) for w in caught] == [
+        f"the compiled call of {name} failed (RuntimeError: InvalidCxxCompiler: No working C++ compiler found); "
+        f"running {name} eagerly" for name in ("V", "f")]
+    run_step(reference, batch)
+    _assert_same_models(trainer, reference, rtol=0, atol=0)
+    assert len(calls) == 2  # one failed call each for V and f; eager ever after
+    run_step(trainer, _batch(seed=1))
+    assert len(calls) == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# peak table and timer
+
+
+@pytest.mark.parametrize("name, dtype, peak", [
+    ("NVIDIA H100 80GB HBM3", torch.bfloat16, 989e12),
+    ("NVIDIA H100 PCIe", torch.bfloat16, 756e12),
+    ("NVIDIA H100 NVL", torch.float16, 835e12),
+    ("NVIDIA H200", torch.bfloat16, 989e12),
+    ("NVIDIA A100-SXM4-80GB", torch.float32, 156e12),
+    ("NVIDIA GeForce RTX 4090", torch.bfloat16, 165e12),
+    ("NVIDIA L4", torch.bfloat16, None),
+    ("NVIDIA H100 80GB HBM3", torch.float64, None),
+])
+def test_peak_flops_table(name, dtype, peak):
+    assert peak_flops_for(name, dtype) == peak
+
+
+def test_no_peak_is_claimed_for_a_cpu():
+    assert device_peak_flops(CPU, torch.bfloat16) is None
+    assert device_peak_flops(CPU, torch.float32) is None
+
+
+def test_timer_leaves_out_the_warm_up_calls():
+    calls = []
+
+    def fn():
+        calls.append(None)
+        if len(calls) <= 2:
+            time.sleep(0.3)
+
+    assert time_per_call(fn, warmup=2, iters=3, device=CPU) < 0.1
+    assert len(calls) == 5
+
+
+# ------------------------------------------------------------------------------------------------
+# the benchmark
+
+
+def _tiny_params(tmp_path: Path) -> Path:
+    params = yaml.safe_load((ROOT / "tests" / "tiny_params.yaml").read_text())
+    params["train"]["device"] = "cpu"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _benchmark(monkeypatch, *args: str) -> None:
+    from stages import benchmark, run
+
+    monkeypatch.setattr(sys, "argv", ["benchmark", *args])
+    run(benchmark.main)
+
+
+def test_benchmark_writes_the_measurements(tmp_path, monkeypatch):
+    out = tmp_path / "bench" / "results.json"
+    _benchmark(monkeypatch, "--params", str(_tiny_params(tmp_path)), "--out", str(out), "--batch", "4",
+               "--warmup", "1", "--steps", "2", "--nfe", "2", "--sample-batch", "3", "--channels-last")
+    r = json.loads(out.read_text())
+    assert set(r) == {"device", "settings", "train", "sample", "peak_memory_kind"}
+    assert r["device"]["type"] == "cpu" and r["device"]["peak_flops_per_s"] is None
+    assert r["settings"]["channels_last"] and r["settings"]["applied"] == ["channels_last"]
+    for variant in ("baseline", "agm"):
+        t = r["train"][variant]
+        assert t["batch_size"] == 4 and t["step_time_s"] > 0
+        assert t["images_per_s"] == pytest.approx(4 / t["step_time_s"])
+        assert t["peak_fraction"] is None and t["host_syncs_per_step"] is None and t["peak_memory_bytes"] > 0
+    assert r["train"]["agm_over_baseline_flops"] > 1
+    assert r["train"]["agm_over_baseline_step_time"] == pytest.approx(
+        r["train"]["agm"]["step_time_s"] / r["train"]["baseline"]["step_time_s"])
+    s = r["sample"]
+    assert (s["batch_size"], s["nfe"]) == (3, 2) and s["images_per_s"] > 0 and s["peak_fraction"] is None
+
+
+@pytest.mark.parametrize("option", ["--steps", "--batch", "--nfe"])
+def test_benchmark_bad_option_is_one_line(tmp_path, monkeypatch, capsys, option):
+    with pytest.raises(SystemExit) as exc:
+        _benchmark(monkeypatch, "--params", str(_tiny_params(tmp_path)), "--out", str(tmp_path / "r.json"),
+                   option, "0")
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"error: {option} must be >= 1, got 0\n"
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_the_paper_profile_benchmarks_the_paper_networks():
+    p = load_params(ROOT / "profiles" / "paper.yaml", ["data", "model", "potential"])
+    assert p.model.kwargs(p.data.channels, p.data.resolution) == PAPER_UNET
+    assert p.potential.net_kwargs(p.data.channels) == PAPER_POTENTIAL
