@@ -196,15 +196,13 @@ class ActionMatchingTrainer:
 
     def step(
         self, x1: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
-        global_batch: int | None = None,
     ) -> StepStats:
         """One step on this process's batch slice.
 
         Args:
             x1: data in [-1, 1], (b, C, H, W); x0, eps: Gaussian noise of the same shape; t: (b,) in [0, 1].
-            z: the potential's negatives in AGM; unused (no potential).
-            global_batch: unused: the loss is a plain batch mean, and DDP's gradient average over processes
-                makes it the global batch's mean.
+            z: the potential's negatives in AGM; unused (no potential). The loss is a plain batch mean, and
+                DDP's gradient average over processes makes it the global batch's mean.
 
         Returns:
             StepStats with ``drift_loss`` = the batch's (AM) loss (can be < 0), ``potential_loss`` = 0 and

@@ -163,14 +163,14 @@ class AGMTrainer:
 
     def step(
         self, x1: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
-        global_batch: int | None = None,
     ) -> StepStats:
         """One AGM step on this process's batch slice.
+
+        Under torchrun the weights are normalised over the global batch (the slices are all-gathered).
 
         Args:
             x1: data in [-1, 1], (b, C, H, W); x0, eps, z: Gaussian noise of the same shape
             (z: the potential's negatives); t: (b,) in [0, 1].
-            global_batch: the batch size summed over processes (weights are normalised over it).
         """
         bs = sample_bridge(x0, x1, t, eps, self.sigma_max, self.schedule)
         zero = torch.zeros((), device=x1.device)
@@ -325,7 +325,7 @@ def train(
         z = torch.randn(shape, generator=gen, device=device)
         t = torch.rand(batch_size, generator=gen, device=device)
         x1 = data[idx[sl]].float() / 127.5 - 1.0
-        stats = trainer.step(x1, x0[sl], eps[sl], t[sl], z[sl], global_batch=batch_size)
+        stats = trainer.step(x1, x0[sl], eps[sl], t[sl], z[sl])
         finite = torch.isfinite(stats.drift_loss) & torch.isfinite(stats.potential_loss)
         first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
         n_since += 1
