@@ -19,7 +19,6 @@ minimiser would be D ∇ₓs*, not the velocity. Unlike L_f the objective is not
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +27,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from agm.bridge import Schedule, sample_bridge
-from agm.ema import EMA
 from agm.nets import DriftUNet
-from agm.train import AMP_DTYPES, StepStats
+from agm.train import StepStats, TrainerBase, global_mean
 
 Action = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """s(x: (B, ...), t: (B,)) → (B,), each output depending on its own sample only."""
@@ -133,7 +131,7 @@ class ActionDrift(nn.Module):
         return ds_dx.detach()
 
 
-class ActionMatchingTrainer:
+class ActionMatchingTrainer(TrainerBase):
     """Owns s_θ, its EMA and the optimiser; one step = one AdamW step on (AM). The step interface of
     ``agm.train.AGMTrainer``, so ``agm.train.train`` runs it unchanged.
 
@@ -170,29 +168,14 @@ class ActionMatchingTrainer:
         amp: str = "none",
         fused: bool = False,
     ) -> None:
-        self.f = s
-        self.s_train = s  # the module the step calls (the DDP wrapper under torchrun)
-        self.sigma_max, self.schedule, self.grad_clip = sigma_max, schedule, grad_clip
-        self.ema = EMA(s, ema_decay)
-        self.opt = torch.optim.AdamW(s.parameters(), lr=lr_f, betas=betas, weight_decay=weight_decay,
-                                     fused=fused or None)
-        self.amp_dtype = AMP_DTYPES[amp]
-        self.device = next(s.parameters()).device
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
-
-    def wrap_distributed(self) -> None:
-        """Wrap s_θ in DistributedDataParallel (call after torch.distributed is initialised)."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.s_train = DDP(self.f, device_ids=ids)
+        super().__init__(s, lr=lr_f, betas=betas, weight_decay=weight_decay, grad_clip=grad_clip,
+                         ema_decay=ema_decay, amp=amp, fused=fused)
+        self.sigma_max, self.schedule = sigma_max, schedule
 
     def _action(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """s_θ(x, t) with autocast around the forward pass only (autograd.grad runs outside it)."""
-        amp = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-               else contextlib.nullcontext())
-        with amp:
-            return self.s_train(x, t)
+        with self._autocast():
+            return self.f_train(x, t)
 
     def step(
         self, x1: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
@@ -209,25 +192,21 @@ class ActionMatchingTrainer:
             the weight statistics of unit weights (w ≡ 1: min = mean = max = 1, std = corr = 0).
         """
         bs = sample_bridge(x0, x1, t, eps, self.sigma_max, self.schedule)
-        self.opt.zero_grad(set_to_none=True)
+        self.opt_f.zero_grad(set_to_none=True)
         loss = action_matching_loss(self._action, x0, x1, bs.x_t, t).mean()
-        self.scaler.scale(loss).backward()
-        if self.grad_clip > 0:
-            self.scaler.unscale_(self.opt)
-            torch.nn.utils.clip_grad_norm_(self.f.parameters(), self.grad_clip)
-        self.scaler.step(self.opt)
+        self._optimizer_step(loss, self.opt_f, self.f.parameters())
         self.scaler.update()
         self.ema.update(self.f)
         zero, one = torch.zeros((), device=x1.device), torch.ones((), device=x1.device)
-        return StepStats(drift_loss=loss.detach(), potential_loss=zero, w_min=one, w_mean=one, w_max=one,
+        return StepStats(drift_loss=global_mean(loss), potential_loss=zero, w_min=one, w_mean=one, w_max=one,
                          w_std=zero, w_t_corr=zero)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"s": self.f.state_dict(), "ema": self.ema.model.state_dict(), "opt": self.opt.state_dict(),
+        return {"s": self.f.state_dict(), "ema": self.ema.model.state_dict(), "opt": self.opt_f.state_dict(),
                 "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.f.load_state_dict(state["s"])
         self.ema.model.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["opt"])
+        self.opt_f.load_state_dict(state["opt"])
         self.scaler.load_state_dict(state["scaler"])

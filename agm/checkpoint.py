@@ -59,16 +59,19 @@ def load_checkpoint(path: str | os.PathLike[str], config: dict[str, Any] | None 
 
 def save_model(path: str | os.PathLike[str], *, ema: dict[str, Any], unet: dict[str, Any],
                potential: dict[str, Any] | None, potential_kwargs: dict[str, Any] | None,
-               step: int, lam: float, kind: str = "drift") -> None:
+               step: int, lam: float, kind: str = "drift", time_scale: float | None = None) -> None:
     """Write a trained model: the EMA network's weights and constructor arguments, and V if it exists.
 
     ``kind`` is "drift" (f_θ(x, t), every AGM-trainer variant) or "action" (an Action Matching s_θ(x, t),
-    whose drift is ∇ₓs_θ).
+    whose drift is ∇ₓs_θ; ``time_scale`` is its κ, part of the network).
     """
     if kind not in ("drift", "action"):
         raise ValueError(f"kind must be 'drift' or 'action', got {kind!r}")
+    if (kind == "action") != (time_scale is not None):
+        raise ValueError("an action model needs its time_scale κ, and only an action model has one")
     save_checkpoint(path, {"ema": ema, "unet": unet, "potential": potential, "kind": kind,
-                           "potential_kwargs": potential_kwargs, "step": step, "lambda": lam})
+                           "potential_kwargs": potential_kwargs, "step": step, "lambda": lam,
+                           "time_scale": time_scale})
 
 
 def load_drift(path: str | os.PathLike[str], device: torch.device | str = "cpu",
@@ -80,7 +83,7 @@ def load_drift(path: str | os.PathLike[str], device: torch.device | str = "cpu",
     if model.get("kind", "drift") == "action":
         from agm.action_matching import ActionDrift, ActionNet
 
-        s = ActionNet(**model["unet"])
+        s = ActionNet(time_scale=model["time_scale"], **model["unet"])
         s.load_state_dict(state if state is not None else model["ema"])
         return ActionDrift(s.to(device).eval().requires_grad_(False))
     f = DriftUNet(**model["unet"])

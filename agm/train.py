@@ -75,7 +75,71 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, (a * b).sum() / denom.clamp_min(1e-30), torch.zeros_like(denom))
 
 
-class AGMTrainer:
+class TrainerBase:
+    """What every trainer shares: the trained network f, its EMA, its AdamW, autocast and the GradScaler.
+
+    ``f_train`` is the module a step calls: f itself, or its DistributedDataParallel wrapper under torchrun.
+    """
+
+    def __init__(self, f: nn.Module, *, lr: float, betas: tuple[float, float], weight_decay: float,
+                 grad_clip: float, ema_decay: float, amp: str, fused: bool) -> None:
+        self.f = self.f_train = f
+        self.grad_clip = grad_clip
+        self.ema = EMA(f, ema_decay)
+        self.adamw: dict[str, Any] = dict(betas=betas, weight_decay=weight_decay, fused=fused or None)
+        self.opt_f = torch.optim.AdamW(f.parameters(), lr=lr, **self.adamw)
+        self.amp_dtype = AMP_DTYPES[amp]
+        self.device = next(f.parameters()).device
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+
+    def _ddp(self, module: nn.Module) -> nn.Module:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def wrap_distributed(self) -> None:
+        """Wrap f in DistributedDataParallel (call after torch.distributed is initialised)."""
+        self.f_train = self._ddp(self.f)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params) -> None:
+        self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.scaler.step(opt)
+
+
+def global_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean of a detached per-process scalar over the torchrun processes (x itself in one process).
+
+    Every process holds an equal slice of the global batch, so the mean of the slices' batch means is
+    the global batch mean: what a single process would log.
+    """
+    x = x.detach()
+    _, world = _world()
+    if world == 1:
+        return x
+    x = x.clone()
+    dist.all_reduce(x)
+    return x / world
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """The global batch of a per-sample tensor: the slices of all torchrun processes, in rank order."""
+    _, world = _world()
+    if world == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.detach().contiguous())
+    return torch.cat(parts)
+
+
+class AGMTrainer(TrainerBase):
     """Owns f, its EMA, V and both optimisers, and performs one training step (spec §4).
 
     Args:
@@ -125,48 +189,28 @@ class AGMTrainer:
             raise ValueError("the baseline (lam = 0) has no potential; lam > 0 needs one")
         if time_table is not None and potential is not None:
             raise ValueError("time-only weighting replaces V: pass time_table with lam = 0 and no potential")
-        self.f, self.V = f, potential
-        self.f_train, self.V_train = f, potential  # the modules the step calls (DDP wrappers under torchrun)
+        super().__init__(f, lr=lr_f, betas=betas, weight_decay=weight_decay, grad_clip=grad_clip,
+                         ema_decay=ema_decay, amp=amp, fused=fused)
+        self.V, self.V_train = potential, potential  # V_train: the DDP wrapper under torchrun
         self.lam, self.sigma_max, self.schedule = lam, sigma_max, schedule
         self.margin, self.mu, self.clamp, self.detach = margin, mu, clamp, detach
-        self.grad_clip = grad_clip
-        self.ema = EMA(f, ema_decay)
-        kw: dict[str, Any] = dict(betas=betas, weight_decay=weight_decay, fused=fused or None)
-        self.opt_f = torch.optim.AdamW(f.parameters(), lr=lr_f, **kw)
-        self.opt_v = torch.optim.AdamW(potential.parameters(), lr=lr_v, **kw) if potential else None
-        self.amp_dtype = AMP_DTYPES[amp]
-        self.device = next(f.parameters()).device
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.opt_v = torch.optim.AdamW(potential.parameters(), lr=lr_v, **self.adamw) if potential else None
         self.time_table = time_table.to(self.device) if time_table is not None else None
         self.weight_by_time = WeightByTime(weight_bins, self.device)
 
     def wrap_distributed(self) -> None:
         """Wrap f and V in DistributedDataParallel (call after torch.distributed is initialised)."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.f_train = DDP(self.f, device_ids=ids)
+        super().wrap_distributed()
         if self.V is not None:
-            self.V_train = DDP(self.V, device_ids=ids)
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params) -> None:
-        self.scaler.scale(loss).backward()
-        if self.grad_clip > 0:
-            self.scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        self.scaler.step(opt)
+            self.V_train = self._ddp(self.V)
 
     def step(
         self, x1: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
     ) -> StepStats:
         """One AGM step on this process's batch slice.
 
-        Under torchrun the weights are normalised over the global batch (the slices are all-gathered).
+        Under torchrun the weights are normalised over the global batch (the slices are all-gathered), and
+        the returned statistics are the global batch's on every rank (losses averaged over the processes).
 
         Args:
             x1: data in [-1, 1], (b, C, H, W); x0, eps, z: Gaussian noise of the same shape
@@ -184,17 +228,18 @@ class AGMTrainer:
             self._optimizer_step(loss_v, self.opt_v, self.V.parameters())
             if not self.detach:  # the ablation steps opt_v again below: one GradScaler step per update
                 self.scaler.update()
-        # 3. weights from the updated V (spec §4 step 3)
+        # 3. weights from the updated V (spec §4 step 3), normalised over the global batch
+        t_all = gather(t)
         if self.time_table is not None:
-            w = self._over_global_batch(t, lambda t_all: time_weights(t_all, self.time_table))
+            w, w_all = self._over_global_batch(t, lambda t_: time_weights(t_, self.time_table))
         elif self.V is None:
-            w = torch.ones(len(x1), device=x1.device)
+            w, w_all = torch.ones(len(x1), device=x1.device), torch.ones(len(t_all), device=x1.device)
         else:
             with torch.no_grad() if self.detach else contextlib.nullcontext(), self._autocast():
                 v = self.V_train(bs.x_t).float()
-            w = self._over_global_batch(v, lambda v_all: importance_weights(v_all, self.lam, self.clamp,
-                                                                             self.detach))
-        self.weight_by_time.add(t, w)
+            w, w_all = self._over_global_batch(v, lambda v_: importance_weights(v_, self.lam, self.clamp,
+                                                                                 self.detach))
+        self.weight_by_time.add(t_all, w_all)  # every rank sums the global batch: rank 0's table is global
         # 4. update f on the weighted drift loss (spec §4 step 4)
         self.opt_f.zero_grad(set_to_none=True)
         if self.V is not None and not self.detach:
@@ -208,27 +253,33 @@ class AGMTrainer:
             self.scaler.step(self.opt_v)  # the ablation: L_f's gradient moves V too (Eq. 12)
         self.scaler.update()
         self.ema.update(self.f)
-        wd = w.detach()
+        wd = w_all.detach()
         return StepStats(
-            drift_loss=loss_f.detach(), potential_loss=loss_v.detach(), w_min=wd.min(),
+            drift_loss=global_mean(loss_f), potential_loss=global_mean(loss_v), w_min=wd.min(),
             w_mean=wd.mean(), w_max=wd.max(), w_std=wd.std() if len(wd) > 1 else zero,
-            w_t_corr=_corr(wd, t),
+            w_t_corr=_corr(wd, t_all),
         )
 
     @staticmethod
-    def _over_global_batch(x: torch.Tensor, weights: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``weights`` (normalised over a batch, Eq. 11) applied to the global batch, sliced to this rank.
+    def _over_global_batch(
+        x: torch.Tensor, weights: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``weights`` (normalised over a batch, Eq. 11) applied to the global batch: (this rank's slice,
+        the whole global batch's weights, detached).
 
-        Under torchrun the per-sample inputs x (V values or times) are all-gathered first.
+        Under torchrun the per-sample inputs x (V values or times) are all-gathered first; the local slice
+        stays in the graph for the no-detach ablation.
         """
         rank, world = _world()
         if world == 1:
-            return weights(x)
+            w = weights(x)
+            return w, w.detach()
         parts = [torch.empty_like(x) for _ in range(world)]
         dist.all_gather(parts, x.detach().contiguous())
-        parts[rank] = x  # keep the local slice in the graph for the no-detach ablation
+        parts[rank] = x
         b = len(x)
-        return weights(torch.cat(parts))[rank * b : (rank + 1) * b]
+        w_all = weights(torch.cat(parts))
+        return w_all[rank * b : (rank + 1) * b], w_all.detach()
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -71,7 +71,9 @@ def build_trainer(p: Params, variant: str, seed: int, channels: int, resolution:
                               if k not in ("steps", "device", "log_every", "checkpoint_every", "compile",
                                            "channels_last")}}  # speed switches: a run resumes across them
     if variant == "action_matching":
-        trainer = ActionMatchingTrainer(ActionNet(**unet).to(device), fused=device.type == "cuda", **bridge, **opt)
+        s = ActionNet(**unet).to(device)
+        trainer = ActionMatchingTrainer(s, fused=device.type == "cuda", **bridge, **opt)
+        config["time_scale"] = s.time_scale
     else:
         f = DriftUNet(**unet).to(device)
         fused = device.type == "cuda"
@@ -162,7 +164,8 @@ def main() -> None:
                    potential=V.state_dict() if V else None,
                    potential_kwargs=p.potential.net_kwargs(channels) if V else None,
                    step=result.step, lam=config.get("lambda", 0.0),
-                   kind="action" if args.variant == "action_matching" else "drift")
+                   kind="action" if args.variant == "action_matching" else "drift",
+                   time_scale=config.get("time_scale"))
         if args.variant != "action_matching":
             trainer.weight_by_time.table().save(out / "time_weights.json")
         (out / "snapshots").mkdir()

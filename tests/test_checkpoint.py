@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agm.action_matching import ActionDrift, ActionNet
 from agm.checkpoint import (
     CheckpointMismatchError,
     config_digest,
@@ -146,3 +147,20 @@ def test_load_potential_of_a_baseline_model_raises(tmp_path, make_unet, tiny_une
     load_drift(path)  # the drift is there
     with pytest.raises(ValueError, match="baseline"):
         load_potential(path)
+
+
+def test_action_model_file_keeps_its_time_scale(tmp_path, tiny_unet_kwargs):
+    torch.manual_seed(0)
+    s = ActionNet(time_scale=0.05, **tiny_unet_kwargs)
+    with torch.no_grad():
+        torch.nn.init.normal_(s.u.conv_out.weight, std=0.1)
+    path = tmp_path / "model.pt"
+    save_model(path, ema=s.state_dict(), unet=tiny_unet_kwargs, potential=None, potential_kwargs=None,
+               step=1, lam=0.0, kind="action", time_scale=0.05)
+    drift = load_drift(path)
+    assert isinstance(drift, ActionDrift) and drift.s.time_scale == 0.05
+    x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
+    torch.testing.assert_close(drift(x, t), ActionDrift(s.eval())(x, t))
+    with pytest.raises(ValueError, match="time_scale"):
+        save_model(path, ema=s.state_dict(), unet=tiny_unet_kwargs, potential=None, potential_kwargs=None,
+                   step=1, lam=0.0, kind="action")

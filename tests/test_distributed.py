@@ -1,8 +1,9 @@
 """Two-process CPU DDP (gloo) against one process with the same global batch (agm/train.py under torchrun).
 
 Every rank draws the same global batch and keeps its slice; V's values are all-gathered so the weights are
-normalised over the global batch (Eq. 11); DDP averages the gradients. Rank r's logged losses are its
-slice's means, so the single process's loss is the mean over ranks, its w_min the min, its w_max the max.
+normalised over the global batch (Eq. 11); DDP averages the gradients. Every rank logs the global batch's
+statistics (losses averaged over the ranks, weights all-gathered) and sums the global batch into its
+per-t weight table, so each rank's log and table are the single process's.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ STEPS = 4
 # (λ, channels_last) of the two-process runs: the baseline, AGM (the all-gather of V's values), and AGM in
 # channels_last (accelerate's order: layout before the DDP wrap); the single process runs the default layout
 CASES = ((0.0, False), (0.5, False), (0.5, True))
-# the single process's logged statistic from the two ranks' (equal slices of the global batch)
-MERGE = {"drift_loss": lambda a, b: (a + b) / 2, "potential_loss": lambda a, b: (a + b) / 2,
-         "w_mean": lambda a, b: (a + b) / 2, "w_min": min, "w_max": max}
+LOGGED = ("drift_loss", "potential_loss", "w_min", "w_mean", "w_max", "w_std", "w_t_corr")
 
 
 def run_case(lam: float, channels_last: bool, checkpoint_dir: Path) -> dict[str, Any]:
@@ -46,7 +45,7 @@ def run_case(lam: float, channels_last: bool, checkpoint_dir: Path) -> dict[str,
     result = train(trainer, data, steps=STEPS, batch_size=8, seed=3, checkpoint_dir=checkpoint_dir,
                    config={"lam": lam}, checkpoint_every=2, log_every=1)
     state = trainer.state_dict()
-    return {"history": result.history, "state": {k: state[k] for k in ("f", "ema", "V")}}
+    return {"history": result.history, "state": {k: state[k] for k in ("f", "ema", "V", "weight_by_time")}}
 
 
 # One torchrun-style rank (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT set): joins the group through the
@@ -94,8 +93,14 @@ def test_two_process_ddp_matches_one_process(tmp_path):
         r0, r1 = (torch.load(tmp_path / f"result_{lam}_{int(channels_last)}_{r}.pt") for r in (0, 1))
         assert [h["step"] for h in one["history"]] == list(range(1, STEPS + 1))
         for ref, a, b in zip(one["history"], r0["history"], r1["history"], strict=True):
-            for key, merge in MERGE.items():
-                assert merge(a[key], b[key]) == pytest.approx(ref[key], rel=1e-4, abs=1e-7), (lam, key, ref["step"])
+            for key in LOGGED:
+                for rank_log in (a, b):
+                    assert rank_log[key] == pytest.approx(ref[key], rel=1e-4, abs=1e-6), (lam, key, ref["step"])
+        for key in ("sums", "counts"):  # the w(t) table of the time-only control sums the global batches
+            ref = one["state"]["weight_by_time"][key]
+            assert ref.sum() > 0 and (ref > 0).sum() > 1
+            for rank_state in (r0, r1):
+                torch.testing.assert_close(rank_state["state"]["weight_by_time"][key], ref, rtol=1e-5, atol=1e-6)
         for name in ("f", "ema", "V") if lam else ("f", "ema"):
             ref, s0, s1 = one["state"][name], r0["state"][name], r1["state"][name]
             for key in ref:
