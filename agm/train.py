@@ -249,8 +249,11 @@ class AGMTrainer(TrainerBase):
         per_sample = drift_loss(out, bs.target)
         loss_f = (w * per_sample).mean()
         self._optimizer_step(loss_f, self.opt_f, self.f.parameters())
-        if self.V is not None and not self.detach:
-            self.scaler.step(self.opt_v)  # the ablation: L_f's gradient moves V too (Eq. 12)
+        if self.V is not None and not self.detach:  # the ablation: L_f's gradient moves V too (Eq. 12)
+            if self.grad_clip > 0:
+                self.scaler.unscale_(self.opt_v)
+                torch.nn.utils.clip_grad_norm_(self.V.parameters(), self.grad_clip)
+            self.scaler.step(self.opt_v)
         self.scaler.update()
         self.ema.update(self.f)
         wd = w_all.detach()

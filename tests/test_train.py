@@ -133,6 +133,19 @@ def test_without_stop_gradient_drift_loss_also_moves_v(make_unet, make_potential
     assert not _params_equal(t_sg.V, t_no.V)
 
 
+@pytest.mark.parametrize("grad_clip", [0.0, 1e-4])
+def test_without_stop_gradient_v_gradient_from_drift_loss_is_clipped(make_unet, make_potential, grad_clip):
+    """V's second step (on L_f) clips its gradient at grad_clip, as its L_V step does; 0 leaves it."""
+    trainer = AGMTrainer(make_unet(), make_potential(), lam=2.0, detach=False, **{**HYPER, "grad_clip": grad_clip})
+    trainer.step(*_inputs())
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.V.parameters()
+                                                 if p.grad is not None]))
+    if grad_clip:
+        assert norm <= grad_clip * (1 + 1e-4)
+    else:
+        assert norm > 1e-3  # an unclipped gradient is far above the clipped one's bound
+
+
 @pytest.mark.parametrize("detach", [True, False])
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_steps_run_on_cpu(make_unet, make_potential, amp, detach):
