@@ -152,8 +152,6 @@ class ActionMatchingTrainer(TrainerBase):
     potential), ``ema``, ``state_dict``/``load_state_dict``, ``wrap_distributed``.
     """
 
-    V = None
-
     def __init__(
         self,
         s: nn.Module,

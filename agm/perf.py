@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils import flop_counter
 
 from agm.sampler import euler_maruyama
-from agm.train import AGMTrainer
+from agm.train import TrainerBase
 
 # ---------------------------------------------------------------------------------------------------
 # backends and the trainer's memory format / compilation
@@ -103,7 +103,7 @@ def _match_state_layout(opt: torch.optim.Optimizer) -> None:
                     state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
-def accelerate(trainer: AGMTrainer, *, compile: bool, channels_last: bool, distributed: bool = False) -> list[str]:
+def accelerate(trainer: TrainerBase, *, compile: bool, channels_last: bool, distributed: bool = False) -> list[str]:
     """Apply the speed switches to ``trainer`` in place, in the one order that works; return what was applied.
 
     1. ``channels_last``: f, its EMA and V move to NHWC memory format (convolutions on tensor cores prefer it).
@@ -156,16 +156,33 @@ _CPU_ATTENTION_FLOPS = {
 }
 
 
+class _GlobalTotalOnly:
+    """Stands in for FlopCounterMode's module tracker, which attributes FLOPs to modules through backward
+    hooks that ``torch.autograd.grad`` rejects ("A leaf node was passed to _will_engine_execute_node"):
+    Action Matching's loss takes gradients inside its step. Only the global total is read here."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _GlobalTotalOnly:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of running ``fn()`` (matmul, convolution and attention kernels, forward and backward; 2 per FMA)."""
-    with flop_counter.FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS) as counter:
+    """FLOPs of running ``fn()`` (matmul, convolution and attention kernels, forward and backward, double
+    backward included; 2 per FMA)."""
+    counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS)
+    counter.mod_tracker = _GlobalTotalOnly()
+    with counter:
         fn()
     return counter.get_total_flops()
 
 
 @dataclass(frozen=True)
 class StepBatch:
-    """The inputs of one ``AGMTrainer.step``: x1, x0, eps, z: (B, C, H, W); t: (B,)."""
+    """The inputs of one ``step`` of a trainer (agm.train): x1, x0, eps, z: (B, C, H, W); t: (B,)."""
 
     x1: torch.Tensor
     x0: torch.Tensor
@@ -187,12 +204,12 @@ def random_batch(batch_size: int, image_shape: tuple[int, int, int], *, seed: in
     return StepBatch(x1=x1, x0=x0, eps=eps, t=torch.rand(batch_size, generator=gen, device=device), z=z)
 
 
-def run_step(trainer: AGMTrainer, batch: StepBatch) -> None:
+def run_step(trainer: TrainerBase, batch: StepBatch) -> None:
     """One ``trainer.step`` on ``batch`` (a single process's whole batch)."""
     trainer.step(batch.x1, batch.x0, batch.eps, batch.t, batch.z)
 
 
-def step_flops(trainer: AGMTrainer, batch: StepBatch) -> int:
+def step_flops(trainer: TrainerBase, batch: StepBatch) -> int:
     """FLOPs of one training step on ``batch``, counted on an eager copy of the trainer (left unchanged).
 
     Baseline: f forward and backward on B images. AGM adds V forward and backward on 2B images (L_V on
@@ -330,7 +347,7 @@ class TrainBench:
     host_syncs_per_step: int | None
 
 
-def bench_train(trainer: AGMTrainer, batch: StepBatch, *, warmup: int, steps: int) -> TrainBench:
+def bench_train(trainer: TrainerBase, batch: StepBatch, *, warmup: int, steps: int) -> TrainBench:
     """Time ``steps`` training steps on ``batch`` after ``warmup`` steps (compilation and autotuning happen there).
 
     The batch is drawn once: the per-step draw of the training loop (three randn, one rand, an index gather)

@@ -79,7 +79,12 @@ class TrainerBase:
     """What every trainer shares: the trained network f, its EMA, its AdamW, autocast and the GradScaler.
 
     ``f_train`` is the module a step calls: f itself, or its DistributedDataParallel wrapper under torchrun.
+    A trainer without a potential keeps ``V``, ``V_train`` and ``opt_v`` at None.
     """
+
+    V: nn.Module | None = None
+    V_train: nn.Module | None = None
+    opt_v: torch.optim.Optimizer | None = None
 
     def __init__(self, f: nn.Module, *, lr: float, betas: tuple[float, float], weight_decay: float,
                  grad_clip: float, ema_decay: float, amp: str, fused: bool) -> None:

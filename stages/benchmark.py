@@ -3,12 +3,14 @@
 Not a DVC stage: its numbers belong to the machine, not to the params. Usage:
 
     python -m stages.benchmark --params params.yaml --out bench/results.json
+    python -m stages.benchmark --params params.yaml --action-matching --out bench/am.json   # + the AM control
     python -m stages.benchmark --params profiles/paper.yaml --device cpu --amp none --batch 2 --steps 3 \\
         --nfe 2 --sample-batch 2 --out bench/paper_cpu.json          # the paper's networks, on the CPU
 
-Builds both trainers from the params file as `stages/train.py` does (λ = 0 without V, and λ = `lambda`),
-times training steps on a random batch of the params' image shape, counts FLOPs per image and the achieved
-fraction of the device's peak, times Euler–Maruyama sampling with the EMA drift, and writes it all to JSON.
+Builds both trainers from the params file as `stages/train.py` does (λ = 0 without V, and λ = `lambda`;
+with --action-matching also the Action Matching control, eager as its train stage runs it), times training
+steps on a random batch of the params' image shape, counts FLOPs per image and the achieved fraction of
+the device's peak, times Euler–Maruyama sampling with the EMA drift, and writes it all to JSON.
 Definitions: agm/perf.py. Options left out take the params file's values.
 """
 
@@ -53,6 +55,8 @@ def main() -> None:
                     help="sampling autocast (default: none, as stages/sample.py)")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, help="default: train.compile")
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: train.channels_last")
+    ap.add_argument("--action-matching", action="store_true",
+                    help="also time the Action Matching control's step (issue 9), against AGM's")
     args = ap.parse_args()
     p = load_params(args.params, ["seeds", "data", "sample", *sections("agm")])
     seed = p.seeds[0]
@@ -74,12 +78,17 @@ def main() -> None:
     image_shape = (p.data.channels, p.data.resolution, p.data.resolution)
     batch = random_batch(batch_size, image_shape, seed=seed, device=device)
     train, sizes = {}, {}
-    for variant in ("baseline", "agm"):
+    variants = ("baseline", "agm", "action_matching") if args.action_matching else ("baseline", "agm")
+    for variant in variants:
         trainer, _ = build_trainer(p, variant, seed, image_shape[0], image_shape[1], device)
-        notes = accelerate(trainer, compile=compile_, channels_last=args.channels_last)
+        if variant == "action_matching":  # its loss differentiates twice, which torch.compile lacks
+            accelerate(trainer, compile=False, channels_last=args.channels_last)
+        else:
+            notes = accelerate(trainer, compile=compile_, channels_last=args.channels_last)
+            drift = trainer.ema.model
         sizes[variant] = count_parameters(trainer.f) + (count_parameters(trainer.V) if trainer.V else 0)
         train[variant] = bench_train(trainer, batch, warmup=args.warmup, steps=args.steps)
-    drift = CompiledOrEager(trainer.ema.model, "the EMA drift") if compile_ else trainer.ema.model
+    drift = CompiledOrEager(drift, "the EMA drift") if compile_ else drift
     sample = bench_sample(drift, image_shape, batch_size=sample_batch, nfe=nfe, g=p.sample.g, seed=seed,
                           amp=AMP_DTYPES[args.sample_amp])
     base, agm = train["baseline"], train["agm"]
@@ -91,21 +100,28 @@ def main() -> None:
                      "amp": p.train.amp, "compile": compile_, "channels_last": args.channels_last,
                      "applied": applied + notes, "warmup_steps": args.warmup, "timed_steps": args.steps,
                      "parameters": sizes, "sample_amp": args.sample_amp},
-        "train": {"baseline": dataclasses.asdict(base), "agm": dataclasses.asdict(agm),
+        "train": {**{v: dataclasses.asdict(r) for v, r in train.items()},
                   "agm_over_baseline_step_time": agm.step_time_s / base.step_time_s,
                   "agm_over_baseline_flops": agm.flops_per_image / base.flops_per_image},
         "sample": dataclasses.asdict(sample),
         "peak_memory_kind": peak_memory_kind(device),
     }
+    if args.action_matching:
+        am = train["action_matching"]
+        results["train"] |= {"action_matching_over_agm_step_time": am.step_time_s / agm.step_time_s,
+                             "action_matching_over_agm_flops": am.flops_per_image / agm.flops_per_image}
     write_json(args.out, results)
     print(f"benchmark: {device} ({results['device']['name']}), torch {torch.__version__}, amp {p.train.amp}, "
           f"compile {compile_}, channels_last {args.channels_last}, image {image_shape}")
     for name, r in train.items():
         frac = "n/a" if r.peak_fraction is None else f"{100 * r.peak_fraction:.1f}%"
-        print(f"  {name:8s} batch {r.batch_size}: {r.step_time_s * 1e3:.1f} ms/step, {r.images_per_s:.1f} img/s, "
+        print(f"  {name:15s} batch {r.batch_size}: {r.step_time_s * 1e3:.1f} ms/step, {r.images_per_s:.1f} img/s, "
               f"{r.flops_per_image / 1e9:.3f} GFLOP/img, {r.achieved_flops_per_s / 1e12:.3f} TFLOP/s, peak {frac}")
     print(f"  agm/baseline: step time {results['train']['agm_over_baseline_step_time']:.3f}, "
           f"FLOPs {results['train']['agm_over_baseline_flops']:.3f}")
+    if args.action_matching:
+        print(f"  action_matching/agm: step time {results['train']['action_matching_over_agm_step_time']:.3f}, "
+              f"FLOPs {results['train']['action_matching_over_agm_flops']:.3f}")
     print(f"  sample   batch {sample.batch_size} at NFE {nfe}: {sample.time_s:.2f} s, {sample.images_per_s:.1f} img/s")
     print(f"  → {args.out}")
 

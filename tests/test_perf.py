@@ -261,6 +261,19 @@ def test_benchmark_writes_the_measurements(tmp_path, monkeypatch):
     assert (s["batch_size"], s["nfe"]) == (3, 2) and s["images_per_s"] > 0 and s["peak_fraction"] is None
 
 
+def test_benchmark_times_action_matching_against_agm(tmp_path, monkeypatch):
+    out = tmp_path / "am.json"
+    _benchmark(monkeypatch, "--params", str(_tiny_params(tmp_path)), "--out", str(out), "--batch", "4",
+               "--warmup", "1", "--steps", "2", "--nfe", "2", "--action-matching")
+    train = json.loads(out.read_text())["train"]
+    am, agm = train["action_matching"], train["agm"]
+    assert am["step_time_s"] > 0 and am["batch_size"] == 4
+    # the AM loss runs s forward on x_t and on both endpoints, then differentiates ∇ₓs: far above AGM's FLOPs
+    assert am["flops_per_image"] > 2 * agm["flops_per_image"]
+    assert train["action_matching_over_agm_step_time"] == pytest.approx(am["step_time_s"] / agm["step_time_s"])
+    assert train["action_matching_over_agm_flops"] == pytest.approx(am["flops_per_image"] / agm["flops_per_image"])
+
+
 @pytest.mark.parametrize("option", ["--steps", "--batch", "--nfe"])
 def test_benchmark_bad_option_is_one_line(tmp_path, monkeypatch, capsys, option):
     with pytest.raises(SystemExit) as exc:

@@ -157,6 +157,13 @@ def build_report(
             f"paper claims AGM at ≈70% of the steps matches the baseline at 100%. {claim}",
             image="figures/metric_vs_steps.png"))
 
+    cost = tables.training_cost({m: [c["step_time_s"].dropna().tolist() for c in curves[m]] for m in models})
+    sections.append(Section(
+        "Training cost", "Wall-clock seconds per training step as each run logged it (the median of its "
+        f"logging intervals; {interval}), and the ratio to AGM's step paired by seed. These are times on the "
+        "machine that ran the pipeline: runs that shared it with other work are slower.",
+        table_md=tables.to_markdown(cost), table_html=tables.to_html(cost)))
+
     weighted = {m: curves[m][0] for m in models if "w_mean" in curves[m][0]}
     if weighted:
         figures.plot_weight_stats(weighted, fig / "weight_stats.png")

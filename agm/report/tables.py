@@ -4,6 +4,7 @@
   deltas computed from them (ΔFID = -3.06, -10.7 %; precision and recall +0.020, +2.8 % / +2.1 %).
 - :func:`table3_values` reduces per-seed metrics to means, Student-t intervals and the AGM vs
   baseline deltas; :func:`table3` renders them as text cells.
+- :func:`training_cost` compares the logged seconds per training step of every model with AGM's.
 - :func:`to_markdown` / :func:`to_html` turn a DataFrame into GitHub markdown / an HTML table.
 """
 
@@ -162,6 +163,35 @@ def paper_table3_values() -> Table3Values:
 def paper_table3() -> pd.DataFrame:
     """The paper's Table 3 with its deltas, in the layout of :func:`table3` (without seeds)."""
     return _render_table3(paper_table3_values(), "FID").drop(columns="seeds")
+
+
+def training_cost(step_times: dict[str, Sequence[Sequence[float]]], reference: str = "agm") -> pd.DataFrame:
+    """Seconds per training step of every model, and its ratio to ``reference``'s, over seeds.
+
+    A run's cost is the median of its logged step times (each the mean over one logging interval), so a
+    few slow intervals (start-up, a checkpoint) do not move it. The ratio is paired by seed,
+    r_s = cost(model, s) / cost(reference, s), and both columns read "mean ± 95% interval" over seeds.
+
+    Args:
+        step_times: model -> per-seed sequences of logged step times in seconds (dvclive's step_time_s);
+            every model has the reference's number of seeds, in the same order.
+        reference: the model the ratios divide by.
+
+    Returns:
+        DataFrame with columns Model, "s / step", "× <reference>", seeds.
+    """
+    if reference not in step_times:
+        raise ValueError(f"step_times lacks the reference model {reference!r}; has {sorted(step_times)}")
+    ref = [float(np.median(times)) for times in step_times[reference]]
+    rows = []
+    for model, per_seed in step_times.items():
+        cost = [float(np.median(times)) for times in per_seed]
+        if len(cost) != len(ref):
+            raise ValueError(f"model {model!r} has {len(cost)} seeds, {reference!r} has {len(ref)}")
+        rows.append({"Model": model, "s / step": mean_ci(cost).format(3),
+                     f"× {reference}": mean_ci([c / r for c, r in zip(cost, ref, strict=True)]).format(2),
+                     "seeds": str(len(cost))})
+    return pd.DataFrame(rows, columns=["Model", "s / step", f"× {reference}", "seeds"])
 
 
 def _cell(value: object) -> str:

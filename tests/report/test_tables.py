@@ -20,6 +20,7 @@ from agm.report.tables import (
     table3_values,
     to_html,
     to_markdown,
+    training_cost,
 )
 
 # t quantiles from tables: t_{0.975, 1} = 12.7062047..., t_{0.95, 2} = 2.9199855...
@@ -169,3 +170,23 @@ def test_to_html_escapes() -> None:
     text = to_html(pd.DataFrame({"Model": ["<agm>"], "FD": [1.0]}))
     assert text.lstrip().startswith("<table")
     assert "&lt;agm&gt;" in text and "<agm>" not in text
+
+
+def test_training_cost_medians_and_paired_ratio() -> None:
+    # per seed: medians 1.0 and 2.0 (AGM), 3.0 and 8.0 (Action Matching) -> ratios 3 and 4
+    times = {"agm": [[1.0, 1.0, 9.0], [2.0, 2.0, 0.1]], "action_matching": [[3.0, 3.0, 3.0], [8.0, 8.0, 8.0]]}
+    df = training_cost(times)
+    assert list(df.columns) == ["Model", "s / step", "× agm", "seeds"]
+    row = df.set_index("Model")
+    t = T_975_DF1
+    assert row.loc["agm", "s / step"] == f"1.500 ± {t * 0.5 / 1:.3f}"  # std of (1, 2) is 1/√2, /√2 again
+    assert row.loc["agm", "× agm"] == "1.00 ± 0.00"
+    assert row.loc["action_matching", "× agm"] == f"3.50 ± {t * 0.5:.2f}"
+    assert row.loc["action_matching", "seeds"] == "2"
+
+
+def test_training_cost_needs_the_reference_and_equal_seeds() -> None:
+    with pytest.raises(ValueError, match="reference model 'agm'"):
+        training_cost({"baseline": [[1.0]]})
+    with pytest.raises(ValueError, match="'baseline' has 1 seeds"):
+        training_cost({"agm": [[1.0], [1.0]], "baseline": [[1.0]]})
