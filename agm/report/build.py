@@ -121,6 +121,10 @@ def build_report(
             f"{dist} = {rr[dist]:.3f}, precision = {rr['precision']:.3f}, recall = {rr['recall']:.3f}.")
     if "classifier_heldout_accuracy" in features_metrics:
         text += f" The classifier's held-out accuracy is {features_metrics['classifier_heldout_accuracy']:.3f}."
+    if len(seeds) > 1:
+        text += (" Runs of one seed share f's initialisation and every random draw, so the paired difference "
+                 "removes the seed-to-seed spread: " + controls_report.describe_paired(
+                     {m: reproduced[m]["distance"] for m in ("baseline", "agm")}, "baseline", dist))
     sections.append(Section("Table 3 — reproduced", text, table_md=tables.to_markdown(t3),
                             table_html=tables.to_html(t3)))
     pt3 = tables.paper_table3()
@@ -136,7 +140,8 @@ def build_report(
             "Every model — controls beside Table 3", f"The same evaluation for every model, {interval}. "
             "no_detach: AGM without the stop-gradient (paper §4.4); time_only: no V, the loss weighted by AGM's "
             "mean weight at each t; action_matching: a scalar action s(x, t) sampled along ∇ₓs (Neklyudov et "
-            "al., 2023). The Δ rows compare AGM with the baseline.",
+            "al., 2023). The Δ rows compare AGM with the baseline. " + (controls_report.describe_paired(
+                {m: reproduced[m]["distance"] for m in models}, "agm", dist) if len(seeds) > 1 else ""),
             table_md=tables.to_markdown(every), table_html=tables.to_html(every)))
 
     if all(steps.get(m) for m in ("baseline", "agm")):

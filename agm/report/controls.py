@@ -105,3 +105,23 @@ def describe_time_only(d: PairedDifference, metric: str, digits: int = 2) -> str
         return text + "The 95% interval excludes 0: AGM is better, so V adds something beyond a time weight."
     return text + ("The 95% interval excludes 0: the time-only control is better, so V's weighting is worse "
                    "than its own time profile.")
+
+
+def describe_paired(reproduced: dict[str, Sequence[float]], reference: str, metric: str, digits: int = 2) -> str:
+    """One sentence of per-seed paired differences (model − ``reference``) of ``metric``, for every other model.
+
+    Runs of one seed share f's initialisation and every random draw of training (agm/train.py), so the
+    paired difference removes the seed-to-seed spread that the unpaired intervals of the table carry.
+
+    Args:
+        reproduced: model -> per-seed values of ``metric``, every list in the same seed order.
+    """
+    parts = []
+    for model, values in reproduced.items():
+        if model == reference:
+            continue
+        d = paired_difference(values, reproduced[reference])
+        verdict = {None: "", True: " (interval excludes 0)", False: " (interval contains 0)"}[d.distinguishable]
+        parts.append(f"{model} − {reference} = {d.diff.format(digits)}{verdict}")
+    n = len(reproduced[reference])
+    return f"Paired by seed ({n} seed{'s' if n > 1 else ''}), {metric}: " + "; ".join(parts) + "."

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agm.report.controls import collapse_step, describe_collapse, describe_time_only, paired_difference
+from agm.report.controls import (
+    collapse_step,
+    describe_collapse,
+    describe_paired,
+    describe_time_only,
+    paired_difference,
+)
 
 
 def _curve(drift: list[float], potential: list[float]) -> pd.DataFrame:
@@ -55,3 +61,14 @@ def test_paired_difference_closed_form():
     assert one.distinguishable is None and "no verdict" in describe_time_only(one, "fd")
     with pytest.raises(ValueError, match="one value per seed"):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_describe_paired_differences_against_the_reference():
+    # baseline − agm per seed: 1, 1, 1 (an interval of width 0 that excludes 0); time_only − agm: -1, 0, 1
+    values = {"baseline": [11.0, 21.0, 31.0], "agm": [10.0, 20.0, 30.0], "time_only": [9.0, 20.0, 31.0]}
+    text = describe_paired(values, "agm", "fd")
+    assert text.startswith("Paired by seed (3 seeds), fd: ")
+    assert "baseline − agm = 1.00 ± 0.00 (interval excludes 0)" in text
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} · s / √n with s = 1
+    assert f"time_only − agm = 0.00 ± {half:.2f} (interval contains 0)" in text
+    assert "agm − agm" not in text
