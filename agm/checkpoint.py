@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from agm.io import atomic_path
+from agm.io import save_torch
 
 LATEST = "latest.pt"
 
@@ -30,9 +30,8 @@ def config_digest(config: dict[str, Any]) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """torch.save ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """torch.save ``state`` to ``path`` atomically (temporary file, fsync, rename); see :func:`save_torch`."""
+    save_torch(state, path)
 
 
 def load_checkpoint(path: str | os.PathLike[str], config: dict[str, Any] | None = None) -> dict[str, Any]:

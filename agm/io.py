@@ -80,3 +80,16 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON (keys in insertion order)."""
     write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically, the bytes depending on ``obj`` alone.
+
+    torch.save given a path names the zip archive's root folder after that path, here the random
+    temporary name, so equal states would hash differently in dvc.lock; through an open file it writes
+    the fixed name "archive".
+    """
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)

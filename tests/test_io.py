@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from agm.io import atomic_dir, atomic_path, write_json, write_text
+from agm.io import atomic_dir, atomic_path, save_torch, write_json, write_text
 
 
 class Boom(RuntimeError):
@@ -114,3 +114,16 @@ def test_write_json_round_trip(tmp_path):
     assert text.endswith("}\n")
     assert list(json.loads(text)) == ["b", "a", "nested"]  # insertion order
     assert json.loads(text) == obj
+
+
+def test_save_torch_bytes_depend_on_the_object_alone(tmp_path):
+    import torch
+
+    state = {"w": torch.arange(12.0).reshape(3, 4), "step": 7}
+    save_torch(state, tmp_path / "a" / "model.pt")
+    save_torch(state, tmp_path / "b" / "other_name.pt")
+    a, b = (tmp_path / "a" / "model.pt").read_bytes(), (tmp_path / "b" / "other_name.pt").read_bytes()
+    assert a == b  # not named after the random temporary file, nor after the destination
+    loaded = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    assert torch.equal(loaded["w"], state["w"]) and loaded["step"] == 7
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["model.pt"]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agm.io import atomic_path
+from agm.io import save_torch
 
 
 def images_to_input(images_uint8: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -199,8 +199,7 @@ def extract_features(
 def save_feature_net(path: str | os.PathLike[str], model: FeatureNet) -> None:
     """Atomically write the constructor kwargs and the state dict (CPU tensors) to ``path``."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"kwargs": dict(model.kwargs), "state_dict": state}, tmp)
+    save_torch({"kwargs": dict(model.kwargs), "state_dict": state}, path)
 
 
 def load_feature_net(
