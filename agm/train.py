@@ -113,6 +113,10 @@ class TrainerBase:
 
     def _optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params) -> None:
         self.scaler.scale(loss).backward()
+        self._clipped_step(opt, params)
+
+    def _clipped_step(self, opt: torch.optim.Optimizer, params) -> None:
+        """Step ``opt`` on the gradients already accumulated, clipped to ``grad_clip`` (0: unclipped)."""
         if self.grad_clip > 0:
             self.scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
@@ -135,13 +139,25 @@ def global_mean(x: torch.Tensor) -> torch.Tensor:
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:
-    """The global batch of a per-sample tensor: the slices of all torchrun processes, in rank order."""
-    _, world = _world()
+    """The global batch of a per-sample tensor: the slices of all torchrun processes, in rank order.
+
+    This process's own slice stays in the autograd graph (the no-detach ablation differentiates V's
+    values through the weights); the other slices are constants.
+    """
+    rank, world = _world()
     if world == 1:
         return x
     parts = [torch.empty_like(x) for _ in range(world)]
     dist.all_gather(parts, x.detach().contiguous())
+    parts[rank] = x
     return torch.cat(parts)
+
+
+def local_slice(x_all: torch.Tensor) -> torch.Tensor:
+    """This process's slice of a global-batch tensor (all of it in one process)."""
+    rank, world = _world()
+    b = len(x_all) // world
+    return x_all[rank * b : (rank + 1) * b]
 
 
 class AGMTrainer(TrainerBase):
@@ -236,14 +252,14 @@ class AGMTrainer(TrainerBase):
         # 3. weights from the updated V (spec §4 step 3), normalised over the global batch
         t_all = gather(t)
         if self.time_table is not None:
-            w, w_all = self._over_global_batch(t, lambda t_: time_weights(t_, self.time_table))
+            w_all = time_weights(t_all, self.time_table)
         elif self.V is None:
-            w, w_all = torch.ones(len(x1), device=x1.device), torch.ones(len(t_all), device=x1.device)
+            w_all = torch.ones(len(t_all), device=x1.device)
         else:
             with torch.no_grad() if self.detach else contextlib.nullcontext(), self._autocast():
                 v = self.V_train(bs.x_t).float()
-            w, w_all = self._over_global_batch(v, lambda v_: importance_weights(v_, self.lam, self.clamp,
-                                                                                 self.detach))
+            w_all = importance_weights(gather(v), self.lam, self.clamp, self.detach)
+        w, w_all = local_slice(w_all), w_all.detach()
         self.weight_by_time.add(t_all, w_all)  # every rank sums the global batch: rank 0's table is global
         # 4. update f on the weighted drift loss (spec §4 step 4)
         self.opt_f.zero_grad(set_to_none=True)
@@ -255,39 +271,14 @@ class AGMTrainer(TrainerBase):
         loss_f = (w * per_sample).mean()
         self._optimizer_step(loss_f, self.opt_f, self.f.parameters())
         if self.V is not None and not self.detach:  # the ablation: L_f's gradient moves V too (Eq. 12)
-            if self.grad_clip > 0:
-                self.scaler.unscale_(self.opt_v)
-                torch.nn.utils.clip_grad_norm_(self.V.parameters(), self.grad_clip)
-            self.scaler.step(self.opt_v)
+            self._clipped_step(self.opt_v, self.V.parameters())
         self.scaler.update()
         self.ema.update(self.f)
-        wd = w_all.detach()
         return StepStats(
-            drift_loss=global_mean(loss_f), potential_loss=global_mean(loss_v), w_min=wd.min(),
-            w_mean=wd.mean(), w_max=wd.max(), w_std=wd.std() if len(wd) > 1 else zero,
-            w_t_corr=_corr(wd, t_all),
+            drift_loss=global_mean(loss_f), potential_loss=global_mean(loss_v), w_min=w_all.min(),
+            w_mean=w_all.mean(), w_max=w_all.max(), w_std=w_all.std() if len(w_all) > 1 else zero,
+            w_t_corr=_corr(w_all, t_all),
         )
-
-    @staticmethod
-    def _over_global_batch(
-        x: torch.Tensor, weights: Callable[[torch.Tensor], torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``weights`` (normalised over a batch, Eq. 11) applied to the global batch: (this rank's slice,
-        the whole global batch's weights, detached).
-
-        Under torchrun the per-sample inputs x (V values or times) are all-gathered first; the local slice
-        stays in the graph for the no-detach ablation.
-        """
-        rank, world = _world()
-        if world == 1:
-            w = weights(x)
-            return w, w.detach()
-        parts = [torch.empty_like(x) for _ in range(world)]
-        dist.all_gather(parts, x.detach().contiguous())
-        parts[rank] = x
-        b = len(x)
-        w_all = weights(torch.cat(parts))
-        return w_all[rank * b : (rank + 1) * b], w_all.detach()
 
     def state_dict(self) -> dict[str, Any]:
         return {
