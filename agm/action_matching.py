@@ -152,6 +152,8 @@ class ActionMatchingTrainer(TrainerBase):
     potential), ``ema``, ``state_dict``/``load_state_dict``, ``wrap_distributed``.
     """
 
+    double_backward = True  # the loss differentiates ∇ₓs_θ
+
     def __init__(
         self,
         s: nn.Module,

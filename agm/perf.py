@@ -112,9 +112,14 @@ def accelerate(trainer: TrainerBase, *, compile: bool, channels_last: bool, dist
     3. ``compile``: ``trainer.f_train`` and ``trainer.V_train`` (the DDP wrappers when distributed) become
        :class:`CompiledOrEager` modules. The EMA, checkpoints and state dicts keep using the plain modules.
 
+    A trainer whose step differentiates twice (``trainer.double_backward``: Action Matching) gets step 2 only:
+    torch.compile has no double backward, and it trains in the default memory format.
+
     Call it once, after building the trainer and before the first step.
     """
     notes = []
+    if trainer.double_backward:
+        compile = channels_last = False
     if channels_last:
         for module in (trainer.f, trainer.ema.model, trainer.V):
             if module is not None:

@@ -85,6 +85,9 @@ class TrainerBase:
     V: nn.Module | None = None
     V_train: nn.Module | None = None
     opt_v: torch.optim.Optimizer | None = None
+    double_backward = False
+    """Whether the step differentiates a gradient again (Action Matching): then it runs eagerly in the
+    default memory format (agm.perf.accelerate), since torch.compile has no double backward."""
 
     def __init__(self, f: nn.Module, *, lr: float, betas: tuple[float, float], weight_decay: float,
                  grad_clip: float, ema_decay: float, amp: str, fused: bool) -> None:

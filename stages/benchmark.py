@@ -77,18 +77,16 @@ def main() -> None:
     applied = configure_backends(device)
     image_shape = (p.data.channels, p.data.resolution, p.data.resolution)
     batch = random_batch(batch_size, image_shape, seed=seed, device=device)
-    train, sizes = {}, {}
+    train, sizes, notes, trainers = {}, {}, {}, {}
     variants = ("baseline", "agm", "action_matching") if args.action_matching else ("baseline", "agm")
     for variant in variants:
         trainer, _ = build_trainer(p, variant, seed, image_shape[0], image_shape[1], device)
-        if variant == "action_matching":  # its loss differentiates twice, which torch.compile lacks
-            accelerate(trainer, compile=False, channels_last=args.channels_last)
-        else:
-            notes = accelerate(trainer, compile=compile_, channels_last=args.channels_last)
-            drift = trainer.ema.model
+        notes[variant] = accelerate(trainer, compile=compile_, channels_last=args.channels_last)
         sizes[variant] = count_parameters(trainer.f) + (count_parameters(trainer.V) if trainer.V else 0)
         train[variant] = bench_train(trainer, batch, warmup=args.warmup, steps=args.steps)
-    drift = CompiledOrEager(drift, "the EMA drift") if compile_ else drift
+        trainers[variant] = trainer
+    trainer = trainers["agm"]
+    drift = CompiledOrEager(trainer.ema.model, "the EMA drift") if compile_ else trainer.ema.model
     sample = bench_sample(drift, image_shape, batch_size=sample_batch, nfe=nfe, g=p.sample.g, seed=seed,
                           amp=AMP_DTYPES[args.sample_amp])
     base, agm = train["baseline"], train["agm"]
@@ -98,7 +96,7 @@ def main() -> None:
                    "peak_flops_per_s": device_peak_flops(device, trainer.amp_dtype or torch.float32)},
         "settings": {"params": args.params, "image_shape": list(image_shape), "lambda": p.lam, "seed": seed,
                      "amp": p.train.amp, "compile": compile_, "channels_last": args.channels_last,
-                     "applied": applied + notes, "warmup_steps": args.warmup, "timed_steps": args.steps,
+                     "applied": applied + notes["agm"], "warmup_steps": args.warmup, "timed_steps": args.steps,
                      "parameters": sizes, "sample_amp": args.sample_amp},
         "train": {**{v: dataclasses.asdict(r) for v, r in train.items()},
                   "agm_over_baseline_step_time": agm.step_time_s / base.step_time_s,

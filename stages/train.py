@@ -122,17 +122,14 @@ def main() -> None:
     trainer, config = build_trainer(p, args.variant, args.seed, channels, data.images.shape[2], device, table)
     config["data"] = {"source": data.source, "n": len(data.images)}
     ckpt_dir = Path(args.checkpoints) / config_digest(config)
-    V = getattr(trainer, "V", None)
+    V = trainer.V
     name = f"train[{args.variant}, seed {args.seed}]"
     if rank == 0:
         print(f"{name}: f {count_parameters(trainer.f) / 1e6:.2f}M params, "
               f"V {count_parameters(V) / 1e6 if V else 0:.3f}M, {device}, checkpoints {ckpt_dir}")
     applied = configure_backends(device)
-    if isinstance(trainer, AGMTrainer):  # Action Matching needs double backward, which torch.compile lacks
-        applied += accelerate(trainer, compile=p.train.compile, channels_last=p.train.channels_last,
-                              distributed=dist.is_initialized())
-    elif dist.is_initialized():
-        trainer.wrap_distributed()
+    applied += accelerate(trainer, compile=p.train.compile, channels_last=p.train.channels_last,
+                          distributed=dist.is_initialized())
     if rank == 0 and applied:
         print(f"{name}: {', '.join(applied)}")
     loop = dict(steps=p.train.steps, batch_size=p.train.batch_size, seed=args.seed, checkpoint_dir=ckpt_dir,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from agm.action_matching import ActionMatchingTrainer, ActionNet
 from agm.config import load_params
 from agm.nets import PAPER_POTENTIAL, PAPER_UNET
 from agm.perf import (
@@ -157,6 +158,18 @@ def test_compile_that_fails_at_once_leaves_the_modules_eager(make_unet, make_pot
     assert trainer.f_train is trainer.f and trainer.V_train is trainer.V
     assert notes == [f"compile {name} failed (RuntimeError: Python 3.99 is not supported by torch.compile): eager"
                      for name in ("f", "V")]
+
+
+def test_a_double_backward_trainer_stays_eager_in_the_default_layout(tiny_unet_kwargs, monkeypatch):
+    def compile_must_not_run(module):
+        raise AssertionError("torch.compile was called for Action Matching")
+
+    monkeypatch.setattr(torch, "compile", compile_must_not_run)
+    trainer = ActionMatchingTrainer(ActionNet(**tiny_unet_kwargs), sigma_max=0.1)
+    assert accelerate(trainer, compile=True, channels_last=True) == []
+    assert trainer.f_train is trainer.f
+    assert all(p.is_contiguous() for p in trainer.f.parameters())  # not moved to channels_last
+    run_step(trainer, _batch(seed=0))  # the double backward runs
 
 
 def test_compile_that_fails_at_the_first_call_falls_back_to_eager(make_unet, make_potential, monkeypatch):
