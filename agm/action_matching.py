@@ -20,6 +20,7 @@ minimiser would be D ∇ₓs*, not the velocity. Unlike L_f the objective is not
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,7 +29,15 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from agm.bridge import Schedule, sample_bridge
 from agm.nets import DriftUNet
-from agm.train import StepStats, TrainerBase, global_mean
+from agm.train import TrainerBase, global_mean
+
+
+@dataclass(frozen=True)
+class ActionStepStats:
+    """What one Action Matching step measured: the batch's (AM) objective (it can be < 0), a 0-d tensor."""
+
+    action_loss: torch.Tensor
+
 
 Action = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """s(x: (B, ...), t: (B,)) → (B,), each output depending on its own sample only."""
@@ -179,17 +188,13 @@ class ActionMatchingTrainer(TrainerBase):
 
     def step(
         self, x1: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
-    ) -> StepStats:
+    ) -> ActionStepStats:
         """One step on this process's batch slice.
 
         Args:
             x1: data in [-1, 1], (b, C, H, W); x0, eps: Gaussian noise of the same shape; t: (b,) in [0, 1].
             z: the potential's negatives in AGM; unused (no potential). The loss is a plain batch mean, and
                 DDP's gradient average over processes makes it the global batch's mean.
-
-        Returns:
-            StepStats with ``drift_loss`` = the batch's (AM) loss (can be < 0), ``potential_loss`` = 0 and
-            the weight statistics of unit weights (w ≡ 1: min = mean = max = 1, std = corr = 0).
         """
         bs = sample_bridge(x0, x1, t, eps, self.sigma_max, self.schedule)
         self.opt_f.zero_grad(set_to_none=True)
@@ -197,9 +202,7 @@ class ActionMatchingTrainer(TrainerBase):
         self._optimizer_step(loss, self.opt_f, self.f.parameters())
         self.scaler.update()
         self.ema.update(self.f)
-        zero, one = torch.zeros((), device=x1.device), torch.ones((), device=x1.device)
-        return StepStats(drift_loss=global_mean(loss), potential_loss=zero, w_min=one, w_mean=one, w_max=one,
-                         w_std=zero, w_t_corr=zero)
+        return ActionStepStats(action_loss=global_mean(loss))
 
     def state_dict(self) -> dict[str, Any]:
         return {"s": self.f.state_dict(), "ema": self.ema.model.state_dict(), "opt": self.opt_f.state_dict(),

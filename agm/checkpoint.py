@@ -1,14 +1,14 @@
-"""Training checkpoints: one dict of state dicts + step + RNG states + config, written atomically.
+"""Training-state files: one dict of state dicts + step + RNG states + config, written atomically.
 
-A checkpoint belongs to one training configuration. :func:`config_digest` names the folder that holds a
-configuration's checkpoints, so a changed configuration starts a fresh run instead of resuming a stale
-one, and :func:`load_checkpoint` refuses a file whose stored configuration differs from the expected one.
+A checkpoint belongs to one run: its ``config`` is the run's whole identity (the configuration, and where
+the training stage builds it, a content hash of the training data and of the code it executes; see
+agm.provenance). Resuming is for a run that was interrupted: :func:`resume_state` hands back a checkpoint
+only when its identity equals the run's and it is not past the requested step; anything else trains from
+step 0, and :func:`clear_run` removes the other run's files so they are never reused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,6 @@ LATEST = "latest.pt"
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's stored configuration differs from the run's."""
-
-
-def config_digest(config: dict[str, Any]) -> str:
-    """A short stable hash of a JSON-serialisable configuration."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -47,8 +42,7 @@ def load_checkpoint(path: str | os.PathLike[str], config: dict[str, Any] | None 
         raise CheckpointMismatchError(
             f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict")
     if config is not None and state.get("config") != config:
-        stored = state.get("config") or {}
-        keys = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+        keys = config_differences(state.get("config") or {}, config)
         raise CheckpointMismatchError(
             f"checkpoint {path} was written for a different configuration (differs in: "
             f"{', '.join(keys)}); delete it or restore those values to resume"
@@ -56,53 +50,52 @@ def load_checkpoint(path: str | os.PathLike[str], config: dict[str, Any] | None 
     return state
 
 
-def save_model(path: str | os.PathLike[str], *, ema: dict[str, Any], unet: dict[str, Any],
-               potential: dict[str, Any] | None, potential_kwargs: dict[str, Any] | None,
-               step: int, lam: float, kind: str = "drift", time_scale: float | None = None) -> None:
-    """Write a trained model: the EMA network's weights and constructor arguments, and V if it exists.
+def config_differences(stored: dict[str, Any], config: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested configurations, sorted."""
+    keys = []
+    for key in sorted(set(stored) | set(config)):
+        a, b = stored.get(key), config.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
 
-    ``kind`` is "drift" (f_θ(x, t), every AGM-trainer variant) or "action" (an Action Matching s_θ(x, t),
-    whose drift is ∇ₓs_θ; ``time_scale`` is its κ, part of the network).
+
+def resume_state(ckpt_dir: str | os.PathLike[str], config: dict[str, Any],
+                 steps: int) -> tuple[dict[str, Any] | None, str]:
+    """The checkpoint a run may resume from, or None and why not.
+
+    A run resumes from ``ckpt_dir/latest.pt`` only if that file was written by the same run: an equal
+    ``config`` (its whole identity) and a step not past ``steps`` (a longer run's model is never
+    returned for a shorter one).
+
+    Returns:
+        (state, "") to resume; (None, reason) to train from step 0. The reason is "" when there is no
+        checkpoint at all.
     """
-    if kind not in ("drift", "action"):
-        raise ValueError(f"kind must be 'drift' or 'action', got {kind!r}")
-    if (kind == "action") != (time_scale is not None):
-        raise ValueError("an action model needs its time_scale κ, and only an action model has one")
-    save_checkpoint(path, {"ema": ema, "unet": unet, "potential": potential, "kind": kind,
-                           "potential_kwargs": potential_kwargs, "step": step, "lambda": lam,
-                           "time_scale": time_scale})
+    path = Path(ckpt_dir) / LATEST
+    if not path.exists():
+        return None, ""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointMismatchError as exc:
+        return None, str(exc)
+    if state.get("config") != config:
+        keys = config_differences(state.get("config") or {}, config)
+        return None, f"{path} belongs to another run (differs in: {', '.join(keys)})"
+    if state.get("step", 0) > steps:
+        return None, f"{path} is at step {state['step']}, past the {steps} steps asked for"
+    return state, ""
 
 
-def load_drift(path: str | os.PathLike[str], device: torch.device | str = "cpu",
-               state: dict[str, Any] | None = None) -> torch.nn.Module:
-    """The EMA drift of a model file (or of ``state``, an EMA snapshot's weights): f_EMA, or ∇ₓs_EMA."""
-    from agm.nets import DriftUNet
-
-    model = load_checkpoint(path)
-    if model.get("kind", "drift") == "action":
-        from agm.action_matching import ActionDrift, ActionNet
-
-        s = ActionNet(time_scale=model["time_scale"], **model["unet"])
-        s.load_state_dict(state if state is not None else model["ema"])
-        return ActionDrift(s.to(device).eval().requires_grad_(False))
-    f = DriftUNet(**model["unet"])
-    f.load_state_dict(state if state is not None else model["ema"])
-    return f.to(device).eval().requires_grad_(False)
-
-
-def image_shape(model: dict[str, Any]) -> tuple[int, int, int]:
-    """(C, H, W) of the images a model file (as loaded by load_checkpoint) generates."""
-    unet = model["unet"]
-    return (unet["in_channels"], unet["resolution"], unet["resolution"])
-
-
-def load_potential(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The trained potential V of a model file; an error for a baseline model, which has none."""
-    from agm.nets import Potential
-
-    model = load_checkpoint(path)
-    if model["potential"] is None:
-        raise ValueError(f"{path} is a baseline model (lambda = 0): it has no potential V")
-    V = Potential(**model["potential_kwargs"])
-    V.load_state_dict(model["potential"])
-    return V.to(device).eval().requires_grad_(False)
+def clear_run(ckpt_dir: str | os.PathLike[str]) -> list[Path]:
+    """Remove a run's files from ``ckpt_dir`` (``latest.pt``, EMA snapshots, stray temporaries); return them."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    gone = [p for p in ckpt_dir.iterdir()
+            if p.is_file() and (p.name == LATEST or p.name.startswith("ema_") or p.name.endswith(".tmp"))]
+    for p in gone:
+        p.unlink()
+    return gone

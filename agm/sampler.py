@@ -4,6 +4,11 @@
 
 from x_0 ~ N(0, I) at t = 0 (noise) to t = 1 (data); the result is clamped to [-1, 1] and mapped
 to [0, 1]. g is the inference noise (paper: 0.01); N is the number of function evaluations (NFE).
+
+Seeds: every integer s has one decomposition s = seed · S + slot with 0 ≤ slot < S = 1_000_003
+(Python's divmod), so the generator seeds of different (training seed, slot) pairs never coincide.
+Slots 0 … S − 2 are the sample batches (:func:`batch_seed`), slot S − 1 is the Fig. 3 grid
+(:func:`grid_seed`): the grid never reuses a batch's noise, for any training seed.
 """
 
 from __future__ import annotations
@@ -14,6 +19,28 @@ from collections.abc import Callable
 import torch
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+SEED_STRIDE = 1_000_003
+"""S: generator seeds per training seed; slot = generator seed mod S (unchanged, so batch seeds are too)."""
+
+GRID_SLOT = SEED_STRIDE - 1
+"""The Fig. 3 grid's slot; batch indices stop below it."""
+
+
+def batch_seed(seed: int, b: int) -> int:
+    """Generator seed of sample batch ``b`` (0 ≤ b < :data:`GRID_SLOT`) of training seed ``seed``: seed · S + b."""
+    if not 0 <= b < GRID_SLOT:
+        raise ValueError(f"batch index must be in [0, {GRID_SLOT}), got {b}")
+    return seed * SEED_STRIDE + b
+
+
+def grid_seed(seed: int) -> int:
+    """Generator seed of the Fig. 3 grid of training seed ``seed``: seed · S + (S − 1).
+
+    The same for every model of one seed (the grids differ only by the weights), and never a
+    :func:`batch_seed` of any training seed: its slot S − 1 is one no batch index reaches.
+    """
+    return seed * SEED_STRIDE + GRID_SLOT
 
 
 @torch.no_grad()
@@ -63,11 +90,12 @@ def sample_batches(
 ):
     """Yield (batch_index, images in [0, 1]) for the batches covering ``n`` samples.
 
-    Batch b is drawn from its own generator seeded with (seed, b), so any subset of batches (one rank's
-    share under torchrun, or a resumed run) reproduces exactly the images a single process would draw.
+    Batch b is drawn from its own generator seeded with :func:`batch_seed` (seed, b) = seed · S + b, so any
+    subset of batches (one rank's share under torchrun, or a resumed run) reproduces exactly the images a
+    single process would draw.
     """
     n_batches = math.ceil(n / batch_size)
     for b in indices if indices is not None else range(n_batches):
+        gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
         size = min(batch_size, n - b * batch_size)
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
         yield b, euler_maruyama(f, (size, *image_shape), nfe, g, gen, device)

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from agm.bridge import Schedule, sample_bridge
-from agm.checkpoint import LATEST, load_checkpoint, save_checkpoint
+from agm.checkpoint import LATEST, clear_run, resume_state, save_checkpoint
 from agm.ema import EMA
 from agm.losses import drift_loss, importance_weights, potential_loss
 from agm.time_weighting import WeightByTime, time_weights
@@ -42,7 +42,11 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class StepStats:
-    """What one step measured; 0-d tensors on the training device (read them only when logging)."""
+    """What one AGM step measured; 0-d tensors on the training device (read them only when logging).
+
+    Every trainer returns its own frozen dataclass of 0-d tensors, named for what it measures; the loop
+    logs its fields as they are, checks them all for NaN, and shows the first (the trained loss).
+    """
 
     drift_loss: torch.Tensor
     potential_loss: torch.Tensor
@@ -87,7 +91,7 @@ class TrainerBase:
     opt_v: torch.optim.Optimizer | None = None
     double_backward = False
     """Whether the step differentiates a gradient again (Action Matching): then it runs eagerly in the
-    default memory format (agm.perf.accelerate), since torch.compile has no double backward."""
+    default memory format (agm.accelerate.accelerate), since torch.compile has no double backward."""
 
     def __init__(self, f: nn.Module, *, lr: float, betas: tuple[float, float], weight_decay: float,
                  grad_clip: float, ema_decay: float, amp: str, fused: bool) -> None:
@@ -174,7 +178,10 @@ class AGMTrainer(TrainerBase):
         margin, mu: hinge margin m and L2 regulariser μ of L_V (spec §2).
         clamp: (w_min, w_max) of the weights (spec §3).
         detach: stop-gradient on V inside the weights; False reproduces the collapse ablation (§4.4):
-            L_f's gradient then also reaches V, which takes a second optimiser step on it.
+            V is not updated first but takes one optimiser step on ∇(L_V + L_f), with the weights of step 3
+            computed from its values before that step, so the only change is the gradient path. One
+            process only: under torchrun the other ranks' V values would enter the global softmax as
+            constants, a wrong gradient.
         lr_f, lr_v, betas, weight_decay: AdamW settings of the two optimisers.
         grad_clip: max gradient norm of f (and V); 0 disables clipping.
         ema_decay: EMA decay of f.
@@ -213,6 +220,9 @@ class AGMTrainer(TrainerBase):
             raise ValueError("the baseline (lam = 0) has no potential; lam > 0 needs one")
         if time_table is not None and potential is not None:
             raise ValueError("time-only weighting replaces V: pass time_table with lam = 0 and no potential")
+        if not detach and _world()[1] > 1:
+            raise ValueError("the no-stop-gradient ablation (detach=False) runs in one process: under torchrun "
+                             "its gradient through the global-batch softmax would miss the other ranks' terms")
         super().__init__(f, lr=lr_f, betas=betas, weight_decay=weight_decay, grad_clip=grad_clip,
                          ema_decay=ema_decay, amp=amp, fused=fused)
         self.V, self.V_train = potential, potential  # V_train: the DDP wrapper under torchrun
@@ -243,38 +253,40 @@ class AGMTrainer(TrainerBase):
         bs = sample_bridge(x0, x1, t, eps, self.sigma_max, self.schedule)
         zero = torch.zeros((), device=x1.device)
         loss_v = zero
-        # 2. update V first (spec §4 step 2)
         if self.V is not None:
             self.opt_v.zero_grad(set_to_none=True)
             with self._autocast():
                 v_pair = self.V_train(torch.cat([bs.x_t, z])).float()
             loss_v = potential_loss(v_pair[: len(z)], v_pair[len(z):], self.margin, self.mu).mean()
-            self._optimizer_step(loss_v, self.opt_v, self.V.parameters())
-            if not self.detach:  # the ablation steps opt_v again below: one GradScaler step per update
-                self.scaler.update()
+            if self.detach:  # 2. update V first (spec §4 step 2)
+                self._optimizer_step(loss_v, self.opt_v, self.V.parameters())
         # 3. weights from the updated V (spec §4 step 3), normalised over the global batch
         t_all = gather(t)
         if self.time_table is not None:
             w_all = time_weights(t_all, self.time_table)
         elif self.V is None:
             w_all = torch.ones(len(t_all), device=x1.device)
-        else:
-            with torch.no_grad() if self.detach else contextlib.nullcontext(), self._autocast():
+        elif self.detach:
+            with torch.no_grad(), self._autocast():
                 v = self.V_train(bs.x_t).float()
-            w_all = importance_weights(gather(v), self.lam, self.clamp, self.detach)
+            w_all = importance_weights(gather(v), self.lam, self.clamp)
+        else:  # the ablation: V's values of this step, in the graph (one process only, see __init__)
+            w_all = importance_weights(v_pair[: len(z)], self.lam, self.clamp, detach=False)
         w, w_all = local_slice(w_all), w_all.detach()
         self.weight_by_time.add(t_all, w_all)  # every rank sums the global batch: rank 0's table is global
         # 4. update f on the weighted drift loss (spec §4 step 4)
         self.opt_f.zero_grad(set_to_none=True)
-        if self.V is not None and not self.detach:
-            self.opt_v.zero_grad(set_to_none=True)
         with self._autocast():
             out = self.f_train(bs.x_t, t)
         per_sample = drift_loss(out, bs.target)
         loss_f = (w * per_sample).mean()
-        self._optimizer_step(loss_f, self.opt_f, self.f.parameters())
-        if self.V is not None and not self.detach:  # the ablation: L_f's gradient moves V too (Eq. 12)
+        if self.V is not None and not self.detach:
+            # the ablation (Eq. 12): V's gradient is ∇L_V + ∇L_f, and V takes one clipped step on it
+            self.scaler.scale(loss_v + loss_f).backward()
+            self._clipped_step(self.opt_f, self.f.parameters())
             self._clipped_step(self.opt_v, self.V.parameters())
+        else:
+            self._optimizer_step(loss_f, self.opt_f, self.f.parameters())
         self.scaler.update()
         self.ema.update(self.f)
         return StepStats(
@@ -320,7 +332,10 @@ def train(
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train for ``steps`` steps, resuming from ``checkpoint_dir/latest.pt`` if it exists.
+    """Train for ``steps`` steps, resuming from ``checkpoint_dir/latest.pt`` if the same run wrote it.
+
+    The run resumes only from a checkpoint with an equal ``config`` at a step ≤ ``steps``
+    (agm.checkpoint.resume_state); otherwise the folder's old files are removed and training starts at 0.
 
     Args:
         trainer: the step owner (f, EMA, V, optimisers).
@@ -329,7 +344,7 @@ def train(
         batch_size: global batch size (divided across torchrun processes).
         seed: seeds the one generator that draws batch indices, x0, ε, t and z.
         checkpoint_dir: holds ``latest.pt`` and, every ``snapshot_every`` steps, ``ema_<step>.pt``.
-        config: JSON-able configuration stored in checkpoints; resuming requires an equal one.
+        config: the run's identity, JSON-able, stored in checkpoints; resuming requires an equal one.
         checkpoint_every: steps between checkpoints (the last step is always checkpointed).
         log_every: steps between reading the step statistics on the host (one sync each).
         on_log: called as on_log(step, record) for every logged step, the replayed ones of a resumed run
@@ -344,8 +359,12 @@ def train(
     gen = torch.Generator(device=device).manual_seed(seed)
     history: list[dict[str, float]] = []
     start = 0
-    if (ckpt_dir / LATEST).exists():
-        state = load_checkpoint(ckpt_dir / LATEST, config)
+    state, why_not = resume_state(ckpt_dir, config, steps)
+    if world > 1:
+        dist.barrier()  # every rank has read latest.pt before rank 0 may clear it
+    if state is None and rank == 0 and clear_run(ckpt_dir) and why_not:
+        print(f"train: {why_not}; its files were removed and training starts from step 0", flush=True)
+    if state is not None:
         trainer.load_state_dict(state["trainer"])
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -379,7 +398,7 @@ def train(
         t = torch.rand(batch_size, generator=gen, device=device)
         x1 = data[idx[sl]].float() / 127.5 - 1.0
         stats = trainer.step(x1, x0[sl], eps[sl], t[sl], z[sl])
-        finite = torch.isfinite(stats.drift_loss) & torch.isfinite(stats.potential_loss)
+        finite = torch.isfinite(torch.stack([v.float() for v in vars(stats).values()])).all()
         first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
         n_since += 1
         snapshot = snapshot_every and step % snapshot_every == 0
@@ -401,19 +420,22 @@ def train(
         if bar is not None:
             bar.update(1)
             if step % log_every == 0:
-                bar.set_postfix(drift=f"{history[-1]['drift_loss']:.4f}")
+                first = next(iter(vars(stats)))  # the trainer's loss, its stats' first field
+                bar.set_postfix({first: f"{history[-1][first]:.4f}"})
     if bar is not None:
         bar.close()
-    return TrainResult(step=max(start, steps), history=history,
+    return TrainResult(step=steps, history=history,
                        wall_time_s=time.perf_counter() - wall0, resumed_from=start)
 
 
-def _raise_if_bad(first_bad: torch.Tensor, stats: StepStats, ckpt_dir: Path) -> None:
+def _raise_if_bad(first_bad: torch.Tensor, stats: Any, ckpt_dir: Path) -> None:
     bad = int(first_bad)
     if bad < 0:
         return
-    which = [name for name in ("drift_loss", "potential_loss")
-             if not math.isfinite(float(getattr(stats, name)))] or ["drift_loss"]
+    bad_now = [name for name, value in vars(stats).items() if not math.isfinite(float(value))]
+    # the losses first (a NaN loss makes the weight statistics NaN too); if all turned finite again
+    # since the bad step, name the trained loss
+    which = [n for n in bad_now if n.endswith("_loss")] or bad_now or [next(iter(vars(stats)))]
     raise NonFiniteLossError(
         f"non-finite {' and '.join(which)} at step {bad}; training stopped, the last good checkpoint "
         f"{ckpt_dir / LATEST} is kept"

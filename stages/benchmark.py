@@ -21,15 +21,13 @@ import dataclasses
 
 import torch
 
+from agm.accelerate import CompiledOrEager, accelerate, configure_backends
 from agm.config import ParamsError, load_params, resolve_device
 from agm.io import write_json
 from agm.nets import count_parameters
 from agm.perf import (
-    CompiledOrEager,
-    accelerate,
     bench_sample,
     bench_train,
-    configure_backends,
     device_name,
     device_peak_flops,
     peak_memory_kind,

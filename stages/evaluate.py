@@ -14,7 +14,7 @@ import numpy as np
 
 from agm.config import load_params, resolve_device
 from agm.io import write_json
-from agm.metrics import load_features
+from agm.metrics import check_extractor, load_features, weights_digest
 from agm.metrics.spaces import DISTANCE_NAMES, feature_extractor, sample_quality
 from stages import run
 
@@ -28,10 +28,13 @@ def main() -> None:
     args = ap.parse_args()
     p = load_params(args.params, ["eval"]).eval
     t0 = time.perf_counter()
-    real = load_features(Path(args.features) / "train.npz")
+    real_path = Path(args.features) / "train.npz"
+    real = load_features(real_path)
     if real.space != p.feature_space:
         raise ValueError(f"{args.features} holds {real.space!r} features but eval.feature_space is "
                          f"{p.feature_space!r}; re-run the features stage")
+    if p.feature_space == "inception":  # the weights may have changed at the same path
+        check_extractor(real, real_path, weights_digest(p.inception_weights), p.inception_weights)
     extract = feature_extractor(p.feature_space, feature_net=Path(args.features) / "net.pt",
                                 inception_weights=p.inception_weights,
                                 device=resolve_device(p.device), batch_size=p.batch_size)

@@ -1,7 +1,9 @@
 """Stage `features`: build the evaluation feature space and cache the real data's features.
 
 digits: train the digit classifier (its held-out accuracy is a metric) and use its penultimate layer.
-inception: clean-fid's Inception-v3 from the local weights file named in `eval.inception_weights`.
+inception: clean-fid's Inception-v3 from the local weights file named in `eval.inception_weights`; its sha256
+is stored with the features (and reported as `inception_sha256`), so `evaluate` and `steps` refuse if the file
+changes behind DVC's back (DVC sees only the path).
 Also reports the real-vs-real reference: held-out real images against the training images.
 """
 
@@ -13,7 +15,7 @@ import time
 from agm.config import load_params, resolve_device
 from agm.data import DataError, load_image_set
 from agm.io import atomic_dir, write_json
-from agm.metrics import check_inception_weights, save_feature_net, save_features, train_feature_net
+from agm.metrics import save_feature_net, save_features, train_feature_net, weights_digest
 from agm.metrics.spaces import DISTANCE_NAMES, feature_extractor, sample_quality
 from stages import run
 
@@ -29,10 +31,11 @@ def main() -> None:
     params = load_params(args.params, ["seed", "eval"])
     p = params.eval
     space, device = p.feature_space, resolve_device(p.device)
-    if space == "inception":
-        check_inception_weights(p.inception_weights)
+    digest = weights_digest(p.inception_weights) if space == "inception" else ""  # fails fast if missing
     train, heldout = load_image_set(args.train), load_image_set(args.heldout)
     metrics: dict = {"feature_space": space}
+    if digest:
+        metrics["inception_sha256"] = digest
     t0 = time.perf_counter()
     with atomic_dir(args.out) as out:
         if space == "digits":
@@ -50,8 +53,8 @@ def main() -> None:
         extract = feature_extractor(space, feature_net=out / "net.pt", inception_weights=p.inception_weights,
                                     device=device, batch_size=p.batch_size)
         f_train, f_heldout = extract(train.images), extract(heldout.images)
-        save_features(out / "train.npz", f_train, space)
-        save_features(out / "heldout.npz", f_heldout, space)
+        save_features(out / "train.npz", f_train, space, extractor=digest)
+        save_features(out / "heldout.npz", f_heldout, space, extractor=digest)
     q = sample_quality(f_train, f_heldout, k=p.k)
     metrics["real_vs_real"] = {DISTANCE_NAMES[space]: round(q.distance, 4), "precision": round(q.precision, 4),
                                "recall": round(q.recall, 4), "n_real": q.n_real, "n_fake": q.n_fake}

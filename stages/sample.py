@@ -1,7 +1,8 @@
 """Stage `sample`: draw images from a trained EMA drift with Euler–Maruyama, streamed to disk.
 
 Writes samples.npy (uint8 (N, C, H, W), `sample.num_samples` at `sample.nfe`) batch by batch, and the
-Fig. 3 grid (grid.npy, grid.png: `sample.grid_size` images at `sample.grid_nfe` from a fixed seed).
+Fig. 3 grid (grid.npy, grid.png: `sample.grid_size` images at `sample.grid_nfe` from the seed's own grid
+noise, `agm.sampler.grid_seed`, which no sample batch shares).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agm.checkpoint import image_shape, load_checkpoint, load_drift
+from agm.checkpoint import load_checkpoint
 from agm.config import load_params, resolve_device
 from agm.data import to_uint8
+from agm.image_grid import save_image_grid
 from agm.io import atomic_dir
-from agm.report.figures import save_image_grid
-from agm.sampler import euler_maruyama, sample_batches
+from agm.model_file import image_shape, load_drift
+from agm.sampler import euler_maruyama, grid_seed, sample_batches
 from stages import run
 
 
@@ -43,7 +45,7 @@ def main() -> None:
             arr[b * s.batch_size : b * s.batch_size + len(x)] = to_uint8(x * 2 - 1).cpu().numpy()
         arr.flush()
         del arr
-        gen = torch.Generator(device=device).manual_seed(args.seed + 1)  # Fig. 3: the same noise for every model
+        gen = torch.Generator(device=device).manual_seed(grid_seed(args.seed))  # Fig. 3: the same noise for every model
         grid = to_uint8(euler_maruyama(f, (s.grid_size, *shape), s.grid_nfe, s.g, gen, device) * 2 - 1)
         np.save(out / "grid.npy", grid.cpu().numpy())
         save_image_grid(grid.cpu().numpy(), out / "grid.png", nrow=int(s.grid_size**0.5), upscale=2)

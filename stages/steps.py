@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agm.checkpoint import image_shape, load_checkpoint, load_drift
+from agm.checkpoint import load_checkpoint
 from agm.config import load_params, resolve_device
 from agm.data import to_uint8
 from agm.io import atomic_path
-from agm.metrics import load_features
+from agm.metrics import check_extractor, load_features, weights_digest
 from agm.metrics.spaces import DISTANCE_NAMES, feature_extractor, sample_quality
+from agm.model_file import image_shape, load_drift
 from agm.sampler import sample_batches
 from stages import run
 
@@ -34,7 +35,10 @@ def main() -> None:
     p = load_params(args.params, ["sample", "eval"])
     s, e, device = p.sample, p.eval, resolve_device(p.eval.device)
     run_dir, name = Path(args.run), DISTANCE_NAMES[p.eval.feature_space]
-    real = load_features(Path(args.features) / "train.npz").features
+    real_path = Path(args.features) / "train.npz"
+    real = load_features(real_path)
+    if e.feature_space == "inception":  # the weights may have changed at the same path
+        check_extractor(real, real_path, weights_digest(e.inception_weights), e.inception_weights)
     extract = feature_extractor(e.feature_space, feature_net=Path(args.features) / "net.pt",
                                 inception_weights=e.inception_weights, device=device, batch_size=e.batch_size)
     final = load_checkpoint(run_dir / "model.pt")
@@ -48,7 +52,7 @@ def main() -> None:
             to_uint8(x * 2 - 1).cpu().numpy()
             for _, x in sample_batches(f, e.snapshot_samples, s.batch_size, shape, s.nfe, s.g, args.seed, device)
         ])
-        q = sample_quality(real, extract(images), k=e.k)
+        q = sample_quality(real.features, extract(images), k=e.k)
         rows.append({"step": step, name: q.distance, "precision": q.precision, "recall": q.recall})
         print(f"steps: step {step}: {rows[-1]}")
     with atomic_path(args.out) as tmp:

@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from agm.accelerate import accelerate, configure_backends
 from agm.action_matching import ActionMatchingTrainer, ActionNet
-from agm.checkpoint import config_digest, save_model
 from agm.config import Params, ParamsError, load_params, resolve_device
 from agm.data import check_batch_size, load_image_set
 from agm.io import atomic_dir
+from agm.model_file import save_model
 from agm.nets import DriftUNet, Potential, count_parameters
-from agm.perf import accelerate, configure_backends
+from agm.provenance import code_digest, file_sha256
 from agm.time_weighting import TimeWeightTable
 from agm.train import AGMTrainer, train
 from stages import run
@@ -58,8 +59,8 @@ def build_trainer(p: Params, variant: str, seed: int, channels: int, resolution:
                   time_table: TimeWeightTable | None = None):
     """The variant's networks and trainer, initialised from ``seed``; returns (trainer, config).
 
-    ``config`` is everything that shapes the run; it names the checkpoint folder (a changed value starts a
-    fresh run instead of resuming a different one).
+    ``config`` is the run's configuration, all of it: the checkpoint stores it, and a checkpoint of any
+    other configuration is never resumed (the stage adds the data's and the code's content hashes).
     """
     torch.manual_seed(seed)
     unet = p.model.kwargs(channels, resolution)
@@ -67,9 +68,7 @@ def build_trainer(p: Params, variant: str, seed: int, channels: int, resolution:
                grad_clip=p.train.grad_clip, ema_decay=p.train.ema_decay, amp=p.train.amp)
     bridge = dict(sigma_max=p.bridge.sigma_max, schedule=p.bridge.schedule)
     config: dict = {"variant": variant, "seed": seed, "bridge": dataclasses.asdict(p.bridge), "model": unet,
-                    "train": {k: v for k, v in dataclasses.asdict(p.train).items()
-                              if k not in ("steps", "device", "log_every", "checkpoint_every", "compile",
-                                           "channels_last")}}  # speed switches: a run resumes across them
+                    "train": {**dataclasses.asdict(p.train), "device": str(device)}}
     if variant == "action_matching":
         s = ActionNet(**unet).to(device)
         trainer = ActionMatchingTrainer(s, fused=device.type == "cuda", **bridge, **opt)
@@ -111,6 +110,9 @@ def main() -> None:
         raise ParamsError(f"--seed must be >= 0, got {args.seed}")
     if args.variant == "time_only" and not args.time_weights:
         ap.error("--variant time_only needs --time-weights (an AGM run's time_weights.json)")
+    if args.variant == "no_detach" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ParamsError("the no_detach control runs in one process (under torchrun its gradient through the "
+                          "global-batch softmax would miss the other ranks' terms); run it without torchrun")
     p = load_params(args.params, sections(args.variant))
     table = TimeWeightTable.load(args.time_weights) if args.variant == "time_only" else None
     data = load_image_set(args.data)
@@ -120,8 +122,10 @@ def main() -> None:
     rank = init_distributed(device)
     channels = data.images.shape[1]
     trainer, config = build_trainer(p, args.variant, args.seed, channels, data.images.shape[2], device, table)
-    config["data"] = {"source": data.source, "n": len(data.images)}
-    ckpt_dir = Path(args.checkpoints) / config_digest(config)
+    # the run's identity: a checkpoint of other data or other code is never resumed (agm.checkpoint)
+    config["data"] = {"source": data.source, "n": len(data.images), "sha256": file_sha256(args.data)}
+    config["code"] = code_digest("stages.train")
+    ckpt_dir = Path(args.checkpoints)
     V = trainer.V
     name = f"train[{args.variant}, seed {args.seed}]"
     if rank == 0:
@@ -148,7 +152,7 @@ def main() -> None:
         def on_log(step: int, record: dict[str, float]) -> None:
             live.step = step
             for key in keys:
-                live.log_metric(f"train/{key}", record["drift_loss" if key == "action_loss" else key])
+                live.log_metric(f"train/{key}", record[key])
 
         result = train(trainer, images, on_log=on_log, progress=True, **loop)
         live.summary.update(steps=result.step, wall_time_s=round(result.wall_time_s, 2),
@@ -169,7 +173,7 @@ def main() -> None:
         for snap in sorted(ckpt_dir.glob("ema_*.pt")):
             if int(snap.stem.split("_")[1]) <= result.step:
                 shutil.copy2(snap, out / "snapshots" / snap.name)
-    print(f"{name}: {result.step} steps, final {keys[0]} {result.history[-1]['drift_loss']:.4f}, "
+    print(f"{name}: {result.step} steps, final {keys[0]} {result.history[-1][keys[0]]:.4f}, "
           f"{result.wall_time_s:.0f} s this run")
 
 

@@ -19,8 +19,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from agm.accelerate import accelerate
 from agm.nets import DriftUNet, Potential
-from agm.perf import accelerate
 from agm.train import AGMTrainer, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,12 +15,11 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from agm.accelerate import CompiledOrEager, accelerate
 from agm.action_matching import ActionMatchingTrainer, ActionNet
 from agm.config import load_params
 from agm.nets import PAPER_POTENTIAL, PAPER_UNET
 from agm.perf import (
-    CompiledOrEager,
-    accelerate,
     count_flops,
     device_peak_flops,
     peak_flops_for,

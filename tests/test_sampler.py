@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agm.ema import EMA
-from agm.sampler import euler_maruyama, sample_batches
+from agm.sampler import GRID_SLOT, SEED_STRIDE, batch_seed, euler_maruyama, grid_seed, sample_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -115,3 +115,33 @@ def test_sample_batches_subset_reproduces_the_full_run():
         for b, images in part.items():
             assert torch.equal(images, full[b]), b
     assert not torch.equal(_batches(seed=8)[0], full[0])
+
+
+def test_sample_batches_seed_batch_b_with_seed_times_stride_plus_b():
+    """Batch seeds are unchanged by the grid's own slot: samples.npy stays byte-identical."""
+    full = _batches()
+    for b in range(3):
+        assert batch_seed(7, b) == 7 * 1_000_003 + b
+        expected = euler_maruyama(_pull_to_half, (len(full[b]), 1, 3, 3), nfe=4, g=0.5,
+                                  generator=_gen(7 * 1_000_003 + b))
+        assert torch.equal(full[b], expected), b
+
+
+def test_grid_seed_is_no_batch_seed_and_deterministic():
+    """Fig. 3 must not reuse sample noise: once s + 1 was batch 1's seed for training seed 0."""
+    batch_seeds = {batch_seed(seed, b) for seed in range(10) for b in range(1000)}
+    grid_seeds = [grid_seed(seed) for seed in range(10)]
+    assert batch_seeds.isdisjoint(grid_seeds)
+    assert len(set(grid_seeds)) == 10
+    assert grid_seeds == [grid_seed(seed) for seed in range(10)]
+    # The construction: divmod by S recovers (training seed, slot); batches never reach the grid's slot.
+    for seed in (-3, 0, 1, 9, 12345):
+        assert divmod(grid_seed(seed), SEED_STRIDE) == (seed, GRID_SLOT)
+        assert divmod(batch_seed(seed, GRID_SLOT - 1), SEED_STRIDE) == (seed, GRID_SLOT - 1)
+
+
+def test_batch_index_may_not_reach_the_grid_slot():
+    with pytest.raises(ValueError, match="batch index"):
+        batch_seed(0, GRID_SLOT)
+    with pytest.raises(ValueError, match="batch index"):
+        _batches(indices=[GRID_SLOT])

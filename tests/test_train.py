@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from agm.bridge import sample_bridge
-from agm.checkpoint import LATEST, CheckpointMismatchError, load_checkpoint, save_checkpoint
+from agm.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from agm.losses import drift_loss, importance_weights, potential_loss
 from agm.train import AGMTrainer, NonFiniteLossError, train
 
@@ -121,21 +121,38 @@ def test_lambda_and_potential_must_agree(make_unet, make_potential):
 
 
 def test_without_stop_gradient_drift_loss_also_moves_v(make_unet, make_potential):
-    """The collapse ablation (Eq. 12): same f update, but V takes a second step on L_f."""
+    """The collapse ablation (Eq. 12): V's one step is on ∇(L_V + L_f); with the stop-gradient, on ∇L_V."""
     runs = {}
     for detach in (True, False):
         trainer = AGMTrainer(make_unet(), make_potential(), lam=2.0, detach=detach, **HYPER)
         stats = trainer.step(*_inputs())
         runs[detach] = (trainer, stats)
     (t_sg, s_sg), (t_no, s_no) = runs[True], runs[False]
-    assert torch.equal(s_sg.drift_loss, s_no.drift_loss)
-    assert _params_equal(t_sg.f, t_no.f)
+    assert torch.equal(s_sg.potential_loss, s_no.potential_loss)  # the same L_V on the same V
     assert not _params_equal(t_sg.V, t_no.V)
+
+
+def test_without_stop_gradient_v_takes_one_optimiser_step_and_matches_agm_as_lambda_vanishes(
+        make_unet, make_potential):
+    """One AdamW step per iteration for V: as λ → 0, L_f's gradient into V vanishes and the ablation's V
+    equals the stop-gradient run's (a second step on L_f would double Adam's counter and momentum)."""
+    n, runs = 5, {}
+    for detach in (True, False):
+        trainer = AGMTrainer(make_unet(), make_potential(), lam=1e-7, detach=detach, **HYPER)
+        for seed in range(n):
+            trainer.step(*_inputs(seed))
+        runs[detach] = trainer
+    sg, no = runs[True], runs[False]
+    steps = {int(state["step"]) for trainer in (sg, no) for state in trainer.opt_v.state.values()}
+    assert steps == {n}
+    for p_sg, p_no in zip(sg.V.parameters(), no.V.parameters(), strict=True):
+        torch.testing.assert_close(p_no, p_sg, rtol=1e-5, atol=1e-6)
+    assert not _params_equal(sg.V, make_potential())  # V did move
 
 
 @pytest.mark.parametrize("grad_clip", [0.0, 1e-4])
 def test_without_stop_gradient_v_gradient_from_drift_loss_is_clipped(make_unet, make_potential, grad_clip):
-    """V's second step (on L_f) clips its gradient at grad_clip, as its L_V step does; 0 leaves it."""
+    """V's one step on ∇(L_V + L_f) clips that gradient at grad_clip, as every step does; 0 leaves it."""
     trainer = AGMTrainer(make_unet(), make_potential(), lam=2.0, detach=False, **{**HYPER, "grad_clip": grad_clip})
     trainer.step(*_inputs())
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.V.parameters()
@@ -234,11 +251,33 @@ def test_resume_in_process_is_bitwise(tmp_path, make_unet, make_potential, toy_d
             assert _state_equal(a, b), key
 
 
-def test_resume_refuses_a_changed_config(tmp_path, make_unet, make_potential, toy_data):
-    _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=3)
-    with pytest.raises(CheckpointMismatchError, match="run"):
-        _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=6,
-               config={"run": "other"})
+def test_a_changed_config_trains_from_step_zero_and_drops_the_old_files(
+        tmp_path, make_unet, make_potential, toy_data, capsys):
+    _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=4, snapshot_every=2)
+    assert (tmp_path / "ema_00000004.pt").exists()
+    trainer = _trainer(make_unet, make_potential)
+    result = _train(trainer, toy_data, tmp_path, steps=3, config={"run": "other", "code": "edited"})
+    assert result.resumed_from == 0 and [r["step"] for r in result.history] == [2, 3]
+    assert "differs in: code, run" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST]  # the other run's snapshots are gone
+    assert load_checkpoint(tmp_path / LATEST)["config"] == {"run": "other", "code": "edited"}
+    fresh = _trainer(make_unet, make_potential)
+    _train(fresh, toy_data, tmp_path / "fresh", steps=3, config={"run": "other", "code": "edited"})
+    for key in ("f", "ema", "V"):
+        assert _state_equal(trainer.state_dict()[key], fresh.state_dict()[key]), key
+
+
+def test_fewer_steps_than_a_finished_checkpoint_never_return_the_longer_model(
+        tmp_path, make_unet, make_potential, toy_data):
+    _train(_trainer(make_unet, make_potential), toy_data, tmp_path / "run", steps=6)
+    short = _trainer(make_unet, make_potential)
+    result = _train(short, toy_data, tmp_path / "run", steps=3)
+    assert result.step == 3 and result.resumed_from == 0
+    assert load_checkpoint(tmp_path / "run" / LATEST)["step"] == 3
+    fresh = _trainer(make_unet, make_potential)
+    _train(fresh, toy_data, tmp_path / "fresh", steps=3)
+    for key in ("f", "ema", "V"):
+        assert _state_equal(short.state_dict()[key], fresh.state_dict()[key]), key
 
 
 def test_snapshots_hold_the_ema(tmp_path, make_unet, make_potential, toy_data):

@@ -8,7 +8,7 @@ functions, which are pure functions of feature arrays.
   feature space;
 - :mod:`.inception`: clean-fid's clean-resize + Inception-v3 features from local weights (paper
   profile); clean-fid itself is imported lazily;
-- :mod:`.features_io`: atomic ``.npz`` feature caches.
+- :mod:`.features_io`: atomic ``.npz`` feature caches, with the sha256 of the extractor weights.
 """
 
 from agm.metrics.feature_net import (
@@ -19,7 +19,13 @@ from agm.metrics.feature_net import (
     save_feature_net,
     train_feature_net,
 )
-from agm.metrics.features_io import Features, load_features, save_features
+from agm.metrics.features_io import (
+    Features,
+    StaleFeaturesError,
+    check_extractor,
+    load_features,
+    save_features,
+)
 from agm.metrics.frechet import (
     GaussianStats,
     frechet_distance,
@@ -33,6 +39,7 @@ from agm.metrics.inception import (
     cleanfid_features,
     inception_features,
     load_inception,
+    weights_digest,
 )
 from agm.metrics.precision_recall import PrecisionRecall, precision_recall
 
@@ -44,6 +51,8 @@ __all__ = [
     "GaussianStats",
     "MissingWeightsError",
     "PrecisionRecall",
+    "StaleFeaturesError",
+    "check_extractor",
     "check_inception_weights",
     "cleanfid_features",
     "extract_features",
@@ -58,4 +67,5 @@ __all__ = [
     "save_feature_net",
     "save_features",
     "train_feature_net",
+    "weights_digest",
 ]

@@ -9,6 +9,9 @@ with the images taken from memory instead of files. The extractor can be any cal
 clean-fid accepts as ``custom_feat_extractor`` (``(B, 3, 299, 299)`` float in [0, 255] ->
 ``(B, D)``); for the FID it is clean-fid's own ``InceptionV3W`` built from a local copy of the
 TorchScript weights, because clean-fid's default path downloads them and this project runs offline.
+DVC sees only that file's path (a param), so :func:`weights_digest` hashes its content: the
+``features`` stage stores the hash with the cached real features and the stages that compare
+against them refuse when the file has changed since.
 
 clean-fid is imported inside the functions: importing it pulls in its download helpers and takes
 seconds, which ``import agm.metrics`` should not pay.
@@ -22,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from agm.provenance import file_sha256
 
 INCEPTION_WEIGHTS_FILENAME = "inception-2015-12-05.pt"
 """File name clean-fid's ``InceptionV3W`` loads (``cleanfid/inception_torchscript.py``)."""
@@ -67,6 +72,14 @@ def check_inception_weights(weights_path: str | os.PathLike[str]) -> Path:
             f"(clean-fid loads it by that name), got '{path}'"
         )
     return path
+
+
+def weights_digest(weights_path: str | os.PathLike[str]) -> str:
+    """sha256 (64 hex digits) of the weights file's bytes: the content, not the path.
+
+    Raises as :func:`check_inception_weights`.
+    """
+    return file_sha256(check_inception_weights(weights_path))
 
 
 def load_inception(

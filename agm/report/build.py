@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agm.checkpoint import load_potential
 from agm.metrics.spaces import DESCRIPTIONS, DISTANCE_NAMES
+from agm.model_file import load_potential
 from agm.report import controls as controls_report
 from agm.report import figures, tables
 from agm.report.page import ReportFiles, Section, write_report

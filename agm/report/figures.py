@@ -3,7 +3,6 @@
 Each function takes data and an output path, draws one PNG and writes it atomically through
 :mod:`agm.io`. Nothing here knows about models, checkpoints or the pipeline's file layout.
 
-- :func:`save_image_grid`: a grid of uint8 images, e.g. samples for inspection.
 - :func:`plot_sample_comparison`: Fig. 3, real images beside uncurated samples of each model.
 - :func:`plot_training_curves`: Fig. 4, drift loss (log scale) over potential loss (linear).
 - :func:`plot_saliency`: Fig. 5, bridge samples x_t beside their saliency |∇ₓV| at a few t.
@@ -22,73 +21,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from PIL import Image
 
+from agm.image_grid import check_uint8_nchw, image_grid
 from agm.io import atomic_path
 
 PathLike = str | os.PathLike[str]
 
 _DPI = 150
-
-
-def _check_uint8_nchw(images: np.ndarray, name: str = "images") -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"{name} must be (N, C, H, W) with C in (1, 3), got shape {images.shape}")
-    if images.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8, got {images.dtype}")
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    return images
-
-
-def image_grid(
-    images: np.ndarray,
-    nrow: int,
-    upscale: int = 1,
-    padding: int = 2,
-    pad_value: int = 255,
-) -> np.ndarray:
-    """Tile images into one (H', W', C) uint8 array, row-major like torchvision's make_grid.
-
-    Args:
-        images: (N, C, H, W) uint8, C = 1 or 3.
-        nrow: images per grid row; the grid has min(nrow, N) columns and ceil(N / nrow) rows.
-        upscale: integer nearest-neighbour magnification applied to each image before tiling.
-        padding: pixels of ``pad_value`` between images and around the border (not upscaled).
-        pad_value: grey level of the padding.
-
-    Returns:
-        (rows * (H * upscale + padding) + padding, cols * (W * upscale + padding) + padding, C)
-        uint8; empty cells of the last row are left at ``pad_value``.
-    """
-    images = _check_uint8_nchw(images)
-    if nrow < 1 or upscale < 1 or padding < 0:
-        raise ValueError(
-            f"need nrow >= 1, upscale >= 1, padding >= 0; got {nrow}, {upscale}, {padding}"
-        )
-    if upscale > 1:
-        images = images.repeat(upscale, axis=2).repeat(upscale, axis=3)
-    n, c, h, w = images.shape
-    cols = min(nrow, n)
-    rows = math.ceil(n / nrow)
-    grid = np.full(
-        (rows * (h + padding) + padding, cols * (w + padding) + padding, c),
-        pad_value,
-        np.uint8,
-    )
-    for k in range(n):
-        r, q = divmod(k, nrow)
-        y, x = padding + r * (h + padding), padding + q * (w + padding)
-        grid[y : y + h, x : x + w] = images[k].transpose(1, 2, 0)
-    return grid
-
-
-def _save_array_png(array: np.ndarray, path: PathLike) -> None:
-    """Write an (H, W, 1) or (H, W, 3) uint8 array as PNG ("L" or "RGB")."""
-    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
 
 
 def _save_figure(fig: Figure, path: PathLike) -> None:
@@ -99,18 +38,6 @@ def _save_figure(fig: Figure, path: PathLike) -> None:
 
 def _colors() -> list[str]:
     return mpl.rcParams["axes.prop_cycle"].by_key()["color"]
-
-
-def save_image_grid(images: np.ndarray, path: PathLike, nrow: int, upscale: int = 1) -> None:
-    """Save images as one PNG grid (see :func:`image_grid` for the exact size).
-
-    Args:
-        images: (N, C, H, W) uint8, C = 1 (written as "L") or 3 (written as "RGB").
-        path: output PNG.
-        nrow: images per grid row.
-        upscale: integer nearest-neighbour magnification, so that e.g. 16x16 digits are visible.
-    """
-    _save_array_png(image_grid(images, nrow=nrow, upscale=upscale), path)
 
 
 def _show_grid(ax: Axes, grid: np.ndarray) -> None:
@@ -143,7 +70,7 @@ def plot_sample_comparison(
     panels = {"real": real, **samples}
     nrow = max(1, math.ceil(math.sqrt(n)))
     grids = {
-        name: image_grid(_check_uint8_nchw(images, name)[:n], nrow=nrow)
+        name: image_grid(check_uint8_nchw(images, name)[:n], nrow=nrow)
         for name, images in panels.items()
     }
     fig = Figure(figsize=(4 * len(grids), 4.4), layout="constrained")

@@ -1,8 +1,12 @@
-"""clean-fid wiring (agm/metrics/inception.py): missing weights, and clean-fid's own pipeline run
-with a small stand-in extractor through its ``custom_feat_extractor`` interface."""
+"""clean-fid wiring (agm/metrics/inception.py): missing weights, the weights' content hash, and
+clean-fid's own pipeline run with a small stand-in extractor through its ``custom_feat_extractor``
+interface."""
 
+import hashlib
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +16,21 @@ from PIL import Image
 from agm.metrics import (
     INCEPTION_WEIGHTS_FILENAME,
     MissingWeightsError,
+    StaleFeaturesError,
+    check_extractor,
     check_inception_weights,
     cleanfid_features,
     frechet_distance,
     inception_features,
+    load_features,
+    save_features,
+    weights_digest,
 )
+from agm.provenance import file_sha256
+
+ROOT = Path(__file__).resolve().parents[2]
+# torch.jit.trace / save (the stand-in weights file) warn that TorchScript is deprecated.
+_no_jit_warnings = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:FutureWarning")
 
 
 class TinyExtractor(torch.nn.Module):
@@ -69,6 +83,78 @@ def test_weights_file_must_carry_cleanfids_name(tmp_path):
     other.write_bytes(b"")
     with pytest.raises(ValueError, match=INCEPTION_WEIGHTS_FILENAME):
         check_inception_weights(other)
+
+
+def _standin_weights(folder: Path, seed: int) -> Path:
+    """A TorchScript file under clean-fid's weights name: a traced random conv, not Inception-v3."""
+    conv = torch.nn.Conv2d(3, 4, kernel_size=3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=torch.Generator().manual_seed(seed)))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / INCEPTION_WEIGHTS_FILENAME
+    torch.jit.save(torch.jit.trace(conv, torch.zeros(1, 3, 8, 8)), str(path))
+    return path
+
+
+@_no_jit_warnings
+def test_weights_digest_is_sha256_of_content_not_path(tmp_path):
+    a = _standin_weights(tmp_path / "a", seed=0)
+    digest = weights_digest(a)
+    assert digest == hashlib.sha256(a.read_bytes()).hexdigest() and len(digest) == 64
+    assert file_sha256(a, chunk=7) == digest  # streamed: the chunking does not matter
+    copy = tmp_path / "elsewhere" / INCEPTION_WEIGHTS_FILENAME
+    copy.parent.mkdir()
+    shutil.copyfile(a, copy)
+    assert weights_digest(copy) == digest  # another path, same bytes
+    b = _standin_weights(tmp_path / "a", seed=1)  # same path, other weights
+    assert b == a and weights_digest(b) != digest
+    with pytest.raises(MissingWeightsError):
+        weights_digest(tmp_path / "none" / INCEPTION_WEIGHTS_FILENAME)
+
+
+@_no_jit_warnings
+def test_features_from_replaced_weights_are_refused(tmp_path):
+    """The features stage's cache records the digest; new content at the same path no longer matches."""
+    weights = _standin_weights(tmp_path / "w", seed=0)
+    old = weights_digest(weights)
+    real = tmp_path / "features" / "train.npz"
+    save_features(real, np.zeros((4, 2)), "inception", extractor=old)
+    check_extractor(load_features(real), real, weights_digest(weights), weights)
+    _standin_weights(tmp_path / "w", seed=1)
+    new = weights_digest(weights)
+    with pytest.raises(StaleFeaturesError, match="re-run the features stage") as info:
+        check_extractor(load_features(real), real, new, weights)
+    assert str(real) in str(info.value) and str(weights) in str(info.value)
+    assert old in str(info.value) and new in str(info.value)
+
+
+@_no_jit_warnings
+@pytest.mark.parametrize("stage", ["evaluate", "steps"])
+def test_stages_refuse_stale_features_before_any_work(tmp_path, stage, monkeypatch, capsys):
+    """One line, exit 2, before samples or models are read (none exist here)."""
+    import yaml
+
+    from stages import run
+
+    weights = _standin_weights(tmp_path / "w", seed=0)
+    features = tmp_path / "features"
+    save_features(features / "train.npz", np.zeros((4, 2)), "inception", extractor="0" * 64)
+    params = yaml.safe_load((ROOT / "tests" / "tiny_params.yaml").read_text())
+    params["eval"].update(feature_space="inception", inception_weights=str(weights))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    missing = str(tmp_path / "missing")
+    extra = ["--samples", missing] if stage == "evaluate" else ["--seed", "0", "--run", missing]
+    argv = [stage, "--params", str(tmp_path / "params.yaml"), "--features", str(features),
+            "--out", str(tmp_path / "out"), *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    module = __import__(f"stages.{stage}", fromlist=["main"])
+    with pytest.raises(SystemExit) as info:
+        run(module.main)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "0" * 64 in err and weights_digest(weights) in err and "re-run the features stage" in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")  # inside clean-fid

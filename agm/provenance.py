@@ -1,0 +1,114 @@
+"""What a run executes and reads, as content hashes: the identity a resumable checkpoint is keyed by.
+
+A training run is determined by its configuration, its data and its code. The code is the static import
+closure of the stage's module: every project file that ``python -m stages.X`` can import, found by walking
+``import`` statements with :mod:`ast` (imports inside functions included, and every package ``__init__``
+on the way), so a lazy import is still a dependency. The same closure is what each DVC stage must declare
+as deps (``tests/test_stage_deps.py`` checks dvc.yaml against it).
+
+No torch here: this module is imported by stages before any heavy work and by the dependency test.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+from pathlib import Path
+
+PROJECT_PACKAGES = ("agm", "stages")
+"""Top-level packages whose files belong to this project (everything else is a third-party import)."""
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository root: the folder holding the project packages."""
+
+
+def module_file(module: str, root: Path = ROOT) -> Path | None:
+    """The file of a project module ``a.b.c`` under ``root`` (``a/b/c.py`` or ``a/b/c/__init__.py``)."""
+    parts = module.split(".")
+    if parts[0] not in PROJECT_PACKAGES:
+        return None
+    base = root.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_inits(module: str, root: Path) -> list[Path]:
+    """The ``__init__.py`` of every package that importing ``module`` executes (``a``, ``a.b``, ...)."""
+    parts = module.split(".")
+    return [p for i in range(1, len(parts)) if (p := root.joinpath(*parts[:i], "__init__.py")).is_file()]
+
+
+def _imported_modules(path: Path, module: str) -> set[str]:
+    """Every module name an ``import`` statement anywhere in ``path`` names (relative ones resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_package = path.name == "__init__.py"
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join(package + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
+    return names
+
+
+def import_closure(module: str, root: Path = ROOT) -> list[Path]:
+    """The project files that running ``module`` can execute, transitively, sorted.
+
+    Args:
+        module: a dotted project module, e.g. ``"stages.train"``.
+        root: the repository root.
+
+    Returns:
+        Paths of the module's file, every project module it imports at any depth (lazy imports inside
+        functions included) and the ``__init__.py`` of every package on the way.
+    """
+    start = module_file(module, root)
+    if start is None:
+        raise ValueError(f"{module!r} is not a module of this project under {root}")
+    seen: dict[Path, str] = {}
+    todo = [(start, module)]
+    while todo:
+        path, name = todo.pop()
+        if path in seen:
+            continue
+        seen[path] = name
+        for init in _package_inits(name, root):
+            pkg = ".".join(init.relative_to(root).parent.parts)
+            todo.append((init, pkg))
+        for imported in _imported_modules(path, name):
+            target = module_file(imported, root)
+            if target is not None:
+                todo.append((target, imported))
+    return sorted(seen)
+
+
+def files_digest(paths: list[Path], root: Path = ROOT) -> str:
+    """sha256 over the files' paths (relative to ``root``) and contents, in sorted order."""
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def code_digest(module: str, root: Path = ROOT) -> str:
+    """A content hash of the code ``python -m <module>`` runs: :func:`files_digest` of its closure."""
+    return files_digest(import_closure(module, root), root)
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of one file's content, read in chunks (a data file can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,95 @@
+"""Every DVC stage declares exactly the project code it runs (agm.provenance's import closure).
+
+DVC re-runs a stage only when a declared dep changes, so a file the stage imports but does not declare
+leaves stale outputs after an edit, and a declared file it never imports re-runs it for nothing. The
+closure is static (``ast``): imports inside functions and package ``__init__`` files count.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agm.provenance import PROJECT_PACKAGES, ROOT, code_digest, files_digest, import_closure
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+CMD = re.compile(r"python -m (stages\.\w+)")
+
+
+def _module(stage: dict) -> str:
+    match = CMD.search(stage["cmd"])
+    assert match, f"stage cmd {stage['cmd']!r} does not run `python -m stages.NAME`"
+    return match.group(1)
+
+
+def _code_deps(stage: dict) -> list[str]:
+    return [d for d in stage.get("deps", []) if d.split("/")[0] in PROJECT_PACKAGES]
+
+
+def _covered(path: str, deps: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_declares_every_file_it_imports(name: str) -> None:
+    stage = STAGES[name]
+    deps = _code_deps(stage)
+    closure = [str(p.relative_to(ROOT)) for p in import_closure(_module(stage))]
+    missing = [p for p in closure if not _covered(p, deps)]
+    assert not missing, f"stage {name} runs {', '.join(missing)} but does not list it in deps"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_declares_no_code_it_does_not_run(name: str) -> None:
+    stage = STAGES[name]
+    closure = {str(p.relative_to(ROOT)) for p in import_closure(_module(stage))}
+    for dep in _code_deps(stage):
+        files = [str(p.relative_to(ROOT)) for p in sorted((ROOT / dep).rglob("*.py"))] if (ROOT / dep).is_dir() \
+            else [dep]
+        unused = [f for f in files if f not in closure]
+        assert not unused, f"stage {name} lists {dep} in deps but never imports {', '.join(unused)}"
+
+
+# --- the closure itself, on a made-up project -----------------------------------------------------
+
+def _project(root: Path) -> Path:
+    files = {
+        "stages/__init__.py": "from agm.errors import E\n",
+        "stages/go.py": "import numpy\nfrom agm import util\n\ndef main():\n    from agm.lazy import thing\n",
+        "agm/__init__.py": "",
+        "agm/errors.py": "class E(Exception):\n    pass\n",
+        "agm/util.py": "from .sub import leaf\n",
+        "agm/lazy.py": "thing = 1\n",
+        "agm/unused.py": "",
+        "agm/sub/__init__.py": "",
+        "agm/sub/leaf.py": "from ..errors import E\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_closure_follows_lazy_relative_and_submodule_imports(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    got = [str(p.relative_to(root)) for p in import_closure("stages.go", root)]
+    assert got == ["agm/__init__.py", "agm/errors.py", "agm/lazy.py", "agm/sub/__init__.py", "agm/sub/leaf.py",
+                   "agm/util.py", "stages/__init__.py", "stages/go.py"]
+
+
+def test_code_digest_changes_with_any_file_of_the_closure_only(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    before = code_digest("stages.go", root)
+    (root / "agm/unused.py").write_text("x = 2\n")
+    assert code_digest("stages.go", root) == before
+    (root / "agm/lazy.py").write_text("thing = 2\n")
+    assert code_digest("stages.go", root) != before
+    assert files_digest([root / "agm/lazy.py"], root) != files_digest([root / "agm/util.py"], root)
+
+
+def test_unknown_module_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a module"):
+        import_closure("stages.nothing", _project(tmp_path))
