@@ -1,4 +1,4 @@
-"""agm — Action-Inspired Generative Models, the library behind the DVC pipeline.
+"""agm — Action-Inspired Generative Models, the library behind the DVC pipeline (equations: docs/spec.md).
 
 This package file imports nothing, so each stage runs only the modules it imports (and its DVC deps,
 derived from that import closure by ``agm.provenance``, stay exact). Import from the modules:

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from agm.train import TrainerBase
+from agm.trainer_base import TrainerBase
+from agm.validate import one_line
 
 
 def configure_backends(device: torch.device) -> list[str]:
@@ -29,11 +30,6 @@ def configure_backends(device: torch.device) -> list[str]:
     torch.backends.cudnn.allow_tf32 = True  # and for float32 convolutions (PyTorch's default, made explicit)
     torch.backends.cudnn.benchmark = True
     return ["tf32", "cudnn.benchmark"]
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first[:limit]}"
 
 
 class CompiledOrEager(nn.Module):
@@ -58,7 +54,7 @@ class CompiledOrEager(nn.Module):
             self._fall_back(exc, "torch.compile")
 
     def _fall_back(self, exc: Exception, where: str) -> None:
-        self.compiled, self.error = None, _one_line(exc)
+        self.compiled, self.error = None, one_line(exc, limit=200, first_line=True)
         warnings.warn(f"{where} of {self.name} failed ({self.error}); running {self.name} eagerly", stacklevel=3)
 
     def forward(self, *args: Any) -> Any:

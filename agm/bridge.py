@@ -1,4 +1,4 @@
-"""The stochastic bridge between noise and data (spec §1, paper Eqs. 6-9).
+"""The stochastic bridge between noise and data (docs/spec.md §1, paper Eqs. 6-9).
 
     x_t = α(t) x0 + β(t) x1 + σ(t) ε                                      (6)
     v_t = α'(t) x0 + β'(t) x1 + σ'(t) ε                                   (9)
@@ -80,8 +80,8 @@ def sample_bridge(
         x1: data in [-1, 1], (B, C, H, W).
         t: times in [0, 1], (B,).
         eps: bridge noise ε, (B, C, H, W).
-        sigma_max: peak bridge width σ_max (spec §1, chosen 0.1).
-        schedule: "cosine" or "cosine_squared" (spec §1).
+        sigma_max: peak bridge width σ_max (docs/spec.md §1, chosen 0.1).
+        schedule: "cosine" or "cosine_squared" (docs/spec.md §1).
     """
     sv = schedule_values(t, sigma_max, schedule)
     shape = (-1,) + (1,) * (x1.ndim - 1)

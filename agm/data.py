@@ -1,7 +1,7 @@
-"""Datasets: fetch, prepare and store image sets (spec §7: CelebA-HQ, huggan/celeba-hq, 64x64).
+"""Datasets: fetch, prepare and store image sets (docs/spec.md §7: CelebA-HQ, huggan/celeba-hq, 64x64).
 
 Every loader returns an :class:`ImageSet` of uint8 images ``(N, C, H, W)``; the model sees them
-through :func:`to_model_range` as floats in [-1, 1] (spec notation: x1 ~ p_data scaled to [-1, 1]).
+through :func:`to_model_range` as floats in [-1, 1] (docs/spec.md, notation: x1 ~ p_data scaled to [-1, 1]).
 
 Sources:
 
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from agm.io import atomic_path
+from agm.validate import one_line
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 _MODES = {1: "L", 3: "RGB"}
@@ -111,13 +112,8 @@ def _prepare(
             with Image.open(fp) as img:
                 out[i] = _fit(img, resolution, mode)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image {name}: {_one_line(err)}") from err
+            raise DataError(f"cannot read image {name}: {one_line(err)}") from err
     return out
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +163,7 @@ def load_image_folder(path: str | os.PathLike[str], resolution: int, channels: i
                 mode, size = img.mode, img.size
                 img.verify()
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image {f}: {_one_line(err)}") from err
+            raise DataError(f"cannot read image {f}: {one_line(err)}") from err
         if first is None:
             first = (f, mode, size)
         elif mode != first[1]:
@@ -206,9 +202,9 @@ def load_hf_dataset(
             loaded = datasets.load_dataset(name_or_path, cache_dir=cache_dir)
     except Exception as err:  # any failure here means the data is unavailable
         if from_disk:
-            raise DataError(f"cannot load dataset folder {local}: {_one_line(err)}") from err
+            raise DataError(f"cannot load dataset folder {local}: {one_line(err)}") from err
         raise DataError(
-            f"dataset {name_or_path!r} could not be fetched ({_one_line(err)}); download it where "
+            f"dataset {name_or_path!r} could not be fetched ({one_line(err)}); download it where "
             "the network works and point data.source at a local copy: a folder written by "
             "datasets' save_to_disk, or an image folder"
         ) from err
@@ -302,7 +298,7 @@ def load_image_set(path: str | os.PathLike[str]) -> ImageSet:
     except DataError:
         raise
     except Exception as err:  # zipfile, pickle-refusal and format errors all mean a bad file
-        raise DataError(f"{path} is not a readable image set file: {_one_line(err)}") from err
+        raise DataError(f"{path} is not a readable image set file: {one_line(err)}") from err
     return ImageSet(images, labels, source)
 
 

@@ -1,4 +1,4 @@
-"""Exponential moving average of the drift network's weights (spec §4 step 4, paper §4.6).
+"""Exponential moving average of the drift network's weights (docs/spec.md §4 step 4, paper §4.6).
 
     θ_EMA ← decay · θ_EMA + (1 − decay) · θ
 

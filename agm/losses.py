@@ -1,10 +1,10 @@
-"""AGM's three losses, per sample; the caller reduces them in plain sight (spec §2-§4).
+"""AGM's three losses, per sample; the caller reduces them in plain sight (docs/spec.md §2-§4).
 
     L_V = mean_i relu(m - V(x_t,i)) + mean_i relu(m + V(z_i)) + μ mean_i [V(x_t,i)² + V(z_i)²]   (10)
     s_i = λ · sigmoid(sg(V(x_t,i))),   w_i = clamp( exp(s_i) / ((1/B) Σ_j exp(s_j)), w_min, w_max ) (11)
     L_f = (1/B) Σ_i w_i ‖f_θ(x_t,i, t_i) − v_t,i‖²                                                  (13)
 
-‖·‖² is the mean over pixels (chosen; spec §4).
+‖·‖² is the mean over pixels (chosen; docs/spec.md §4).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils import flop_counter
 
 from agm.sampler import euler_maruyama
-from agm.train import TrainerBase
+from agm.trainer_base import TrainerBase
 
 # ---------------------------------------------------------------------------------------------------
 # FLOPs

@@ -112,3 +112,23 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def minimal_deps(module: str, root: Path = ROOT) -> list[str]:
+    """The closure of ``module`` as DVC deps: a folder wherever the closure holds all of its ``.py`` files."""
+    files = [p.relative_to(root) for p in import_closure(module, root)]
+    deps: set[str] = set()
+    for f in files:
+        folder = f.parent
+        while len(folder.parts) > 1 and sorted(p.relative_to(root) for p in (root / folder).rglob("*.py")) \
+                == sorted(g for g in files if folder in g.parents):
+            f, folder = folder, folder.parent
+        deps.add(str(f))
+    return sorted(deps)
+
+
+if __name__ == "__main__":  # python -m agm.provenance stages.train: the deps a stage must declare
+    import sys
+
+    for name in sys.argv[1:]:
+        print(f"{name}: [{', '.join(minimal_deps(name))}]")

@@ -1,9 +1,10 @@
-"""Euler–Maruyama integration of the learned bridge SDE (spec §6, paper §4.6).
+"""Euler–Maruyama integration of the learned bridge SDE (docs/spec.md §6, paper §4.6).
 
     x_{k+1} = x_k + f_EMA(x_k, t_k) Δt + g √Δt z_k,   z_k ~ N(0, I),   t_k = k / N,   Δt = 1 / N
 
-from x_0 ~ N(0, I) at t = 0 (noise) to t = 1 (data); the result is clamped to [-1, 1] and mapped
-to [0, 1]. g is the inference noise (paper: 0.01); N is the number of function evaluations (NFE).
+from x_0 ~ N(0, I) at t = 0 (noise) to t = 1 (data); the result is clamped to the model's range [-1, 1]
+(``agm.data.to_uint8`` maps it to pixels). g is the inference noise (paper: 0.01); N is the number of
+function evaluations (NFE).
 
 Seeds: every integer s has one decomposition s = seed · S + slot with 0 ≤ slot < S = 1_000_003
 (Python's divmod), so the generator seeds of different (training seed, slot) pairs never coincide.
@@ -63,7 +64,7 @@ def euler_maruyama(
         device: where to integrate.
 
     Returns:
-        Images in [0, 1], (B, C, H, W), float32.
+        Images clamped to [-1, 1], (B, C, H, W), float32.
     """
     if nfe < 1:
         raise ValueError(f"nfe must be >= 1, got {nfe}")
@@ -74,7 +75,7 @@ def euler_maruyama(
         x = x + f(x, t.fill_(k * dt)).float() * dt
         if g > 0:
             x = x + g * math.sqrt(dt) * torch.randn(shape, generator=generator, device=device)
-    return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
+    return x.clamp(-1.0, 1.0)
 
 
 def sample_batches(
@@ -88,7 +89,7 @@ def sample_batches(
     device: torch.device | str = "cpu",
     indices: range | None = None,
 ):
-    """Yield (batch_index, images in [0, 1]) for the batches covering ``n`` samples.
+    """Yield (batch_index, images in [-1, 1]) for the batches covering ``n`` samples.
 
     Batch b is drawn from its own generator seeded with :func:`batch_seed` (seed, b) = seed · S + b, so any
     subset of batches (one rank's share under torchrun, or a resumed run) reproduces exactly the images a

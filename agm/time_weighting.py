@@ -1,4 +1,4 @@
-"""The time-only weighting control (issue 9): a loss weight that depends on t alone, matched to AGM's.
+"""The time-only weighting control: a loss weight that depends on t alone, matched to AGM's.
 
 AGM's weights w_i = w(sg V(x_t,i)) (Eq. 11) come from a potential V that has no time input but is trained
 to tell bridge samples from noise, so it may mostly read the noise level of x_t, i.e. act as a weight

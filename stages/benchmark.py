@@ -33,9 +33,9 @@ from agm.perf import (
     peak_memory_kind,
     random_batch,
 )
-from agm.train import AMP_DTYPES
+from agm.trainer_base import AMP_DTYPES
+from agm.variants import VARIANTS, build_run
 from stages import run
-from stages.train import build_trainer, sections
 
 
 def main() -> None:
@@ -54,46 +54,46 @@ def main() -> None:
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, help="default: train.compile")
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: train.channels_last")
     ap.add_argument("--action-matching", action="store_true",
-                    help="also time the Action Matching control's step (issue 9), against AGM's")
+                    help="also time the Action Matching control's step, against AGM's")
     args = ap.parse_args()
-    p = load_params(args.params, ["seeds", "data", "sample", *sections("agm")])
-    seed = p.seeds[0]
-    batch_size = p.train.batch_size if args.batch is None else args.batch
-    nfe = p.sample.nfe if args.nfe is None else args.nfe
+    params = load_params(args.params, ["seeds", "data", "sample", *VARIANTS["agm"].sections])
+    seed = params.seeds[0]
+    batch_size = params.train.batch_size if args.batch is None else args.batch
+    nfe = params.sample.nfe if args.nfe is None else args.nfe
     sample_batch = batch_size if args.sample_batch is None else args.sample_batch
     for key, value, lo in (("--batch", batch_size, 1), ("--warmup", args.warmup, 0), ("--steps", args.steps, 1),
                            ("--nfe", nfe, 1), ("--sample-batch", sample_batch, 1)):
         if value < lo:
             raise ParamsError(f"{key} must be >= {lo}, got {value}")
-    device = resolve_device(args.device or p.train.device)
+    device = resolve_device(args.device or params.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ParamsError(f"device {device} asked for, but torch sees no CUDA device")
-    p = dataclasses.replace(p, train=dataclasses.replace(p.train, amp=args.amp or p.train.amp))
-    compile_ = p.train.compile if args.compile is None else args.compile
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, amp=args.amp or params.train.amp))
+    compile_ = params.train.compile if args.compile is None else args.compile
     if args.channels_last is None:
-        args.channels_last = p.train.channels_last
+        args.channels_last = params.train.channels_last
     applied = configure_backends(device)
-    image_shape = (p.data.channels, p.data.resolution, p.data.resolution)
+    image_shape = (params.data.channels, params.data.resolution, params.data.resolution)
     batch = random_batch(batch_size, image_shape, seed=seed, device=device)
     train, sizes, notes, trainers = {}, {}, {}, {}
     variants = ("baseline", "agm", "action_matching") if args.action_matching else ("baseline", "agm")
     for variant in variants:
-        trainer, _ = build_trainer(p, variant, seed, image_shape[0], image_shape[1], device)
+        trainer = build_run(params, variant, seed, image_shape[0], image_shape[1], device).trainer
         notes[variant] = accelerate(trainer, compile=compile_, channels_last=args.channels_last)
         sizes[variant] = count_parameters(trainer.f) + (count_parameters(trainer.V) if trainer.V else 0)
         train[variant] = bench_train(trainer, batch, warmup=args.warmup, steps=args.steps)
         trainers[variant] = trainer
     trainer = trainers["agm"]
     drift = CompiledOrEager(trainer.ema.model, "the EMA drift") if compile_ else trainer.ema.model
-    sample = bench_sample(drift, image_shape, batch_size=sample_batch, nfe=nfe, g=p.sample.g, seed=seed,
+    sample = bench_sample(drift, image_shape, batch_size=sample_batch, nfe=nfe, g=params.sample.g, seed=seed,
                           amp=AMP_DTYPES[args.sample_amp])
     base, agm = train["baseline"], train["agm"]
     results = {
         "device": {"type": device.type, "name": device_name(device), "torch": torch.__version__,
                    "threads": torch.get_num_threads(),
                    "peak_flops_per_s": device_peak_flops(device, trainer.amp_dtype or torch.float32)},
-        "settings": {"params": args.params, "image_shape": list(image_shape), "lambda": p.lam, "seed": seed,
-                     "amp": p.train.amp, "compile": compile_, "channels_last": args.channels_last,
+        "settings": {"params": args.params, "image_shape": list(image_shape), "lambda": params.lam, "seed": seed,
+                     "amp": params.train.amp, "compile": compile_, "channels_last": args.channels_last,
                      "applied": applied + notes["agm"], "warmup_steps": args.warmup, "timed_steps": args.steps,
                      "parameters": sizes, "sample_amp": args.sample_amp},
         "train": {**{v: dataclasses.asdict(r) for v, r in train.items()},
@@ -107,7 +107,7 @@ def main() -> None:
         results["train"] |= {"action_matching_over_agm_step_time": am.step_time_s / agm.step_time_s,
                              "action_matching_over_agm_flops": am.flops_per_image / agm.flops_per_image}
     write_json(args.out, results)
-    print(f"benchmark: {device} ({results['device']['name']}), torch {torch.__version__}, amp {p.train.amp}, "
+    print(f"benchmark: {device} ({results['device']['name']}), torch {torch.__version__}, amp {params.train.amp}, "
           f"compile {compile_}, channels_last {args.channels_last}, image {image_shape}")
     for name, r in train.items():
         frac = "n/a" if r.peak_fraction is None else f"{100 * r.peak_fraction:.1f}%"

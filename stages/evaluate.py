@@ -14,8 +14,7 @@ import numpy as np
 
 from agm.config import load_params, resolve_device
 from agm.io import write_json
-from agm.metrics import check_extractor, load_features, weights_digest
-from agm.metrics.spaces import DISTANCE_NAMES, feature_extractor, sample_quality
+from agm.metrics.spaces import feature_extractor, load_real_features, sample_quality
 from stages import run
 
 
@@ -26,23 +25,16 @@ def main() -> None:
     ap.add_argument("--features", required=True, help="the features stage's folder")
     ap.add_argument("--out", required=True, help="metrics JSON")
     args = ap.parse_args()
-    p = load_params(args.params, ["eval"]).eval
+    eval_params = load_params(args.params, ["eval"]).eval
+    space = eval_params.feature_space
     t0 = time.perf_counter()
-    real_path = Path(args.features) / "train.npz"
-    real = load_features(real_path)
-    if real.space != p.feature_space:
-        raise ValueError(f"{args.features} holds {real.space!r} features but eval.feature_space is "
-                         f"{p.feature_space!r}; re-run the features stage")
-    if p.feature_space == "inception":  # the weights may have changed at the same path
-        check_extractor(real, real_path, weights_digest(p.inception_weights), p.inception_weights)
-    extract = feature_extractor(p.feature_space, feature_net=Path(args.features) / "net.pt",
-                                inception_weights=p.inception_weights,
-                                device=resolve_device(p.device), batch_size=p.batch_size)
-    fake = extract(np.load(args.samples))
-    q = sample_quality(real.features, fake, k=p.k)
-    metrics = {DISTANCE_NAMES[p.feature_space]: round(q.distance, 4), "precision": round(q.precision, 4),
-               "recall": round(q.recall, 4), "feature_space": p.feature_space, "k": p.k,
-               "n_real": q.n_real, "n_samples": q.n_fake, "seconds": round(time.perf_counter() - t0, 2)}
+    real = load_real_features(args.features, space, eval_params.inception_weights)
+    extract = feature_extractor(space, feature_net=Path(args.features) / "net.pt",
+                                inception_weights=eval_params.inception_weights,
+                                device=resolve_device(eval_params.device), batch_size=eval_params.batch_size)
+    q = sample_quality(real.features, extract(np.load(args.samples)), k=eval_params.k)
+    metrics = {**q.record(space), "feature_space": space, "k": eval_params.k, "n_real": q.n_real,
+               "n_samples": q.n_fake, "seconds": round(time.perf_counter() - t0, 2)}
     write_json(args.out, metrics)
     print(f"evaluate: {metrics}")
 

@@ -16,7 +16,7 @@ from agm.config import load_params, resolve_device
 from agm.data import DataError, load_image_set
 from agm.io import atomic_dir, write_json
 from agm.metrics import save_feature_net, save_features, train_feature_net, weights_digest
-from agm.metrics.spaces import DISTANCE_NAMES, feature_extractor, sample_quality
+from agm.metrics.spaces import feature_extractor, sample_quality
 from stages import run
 
 
@@ -29,9 +29,9 @@ def main() -> None:
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args()
     params = load_params(args.params, ["seed", "eval"])
-    p = params.eval
-    space, device = p.feature_space, resolve_device(p.device)
-    digest = weights_digest(p.inception_weights) if space == "inception" else ""  # fails fast if missing
+    eval_params = params.eval
+    space, device = eval_params.feature_space, resolve_device(eval_params.device)
+    digest = weights_digest(eval_params.inception_weights) if space == "inception" else ""  # fails fast if missing
     train, heldout = load_image_set(args.train), load_image_set(args.heldout)
     metrics: dict = {"feature_space": space}
     if digest:
@@ -43,21 +43,20 @@ def main() -> None:
                 raise DataError(f"{args.train} has no labels: eval.feature_space 'digits' trains a "
                                 "classifier on them; use 'inception' for unlabelled data")
             result = train_feature_net(
-                train.images, train.labels, epochs=p.feature_net_epochs, batch_size=64,
-                lr=p.feature_net_lr, seed=params.seed,
+                train.images, train.labels, epochs=eval_params.feature_net_epochs, batch_size=64,
+                lr=eval_params.feature_net_lr, seed=params.seed,
                 heldout_images=heldout.images, heldout_labels=heldout.labels, device=device,
             )
             save_feature_net(out / "net.pt", result.model)
             metrics["classifier_train_accuracy"] = round(result.train_accuracy, 4)
             metrics["classifier_heldout_accuracy"] = round(result.heldout_accuracy, 4)
-        extract = feature_extractor(space, feature_net=out / "net.pt", inception_weights=p.inception_weights,
-                                    device=device, batch_size=p.batch_size)
+        extract = feature_extractor(space, feature_net=out / "net.pt", inception_weights=eval_params.inception_weights,
+                                    device=device, batch_size=eval_params.batch_size)
         f_train, f_heldout = extract(train.images), extract(heldout.images)
         save_features(out / "train.npz", f_train, space, extractor=digest)
         save_features(out / "heldout.npz", f_heldout, space, extractor=digest)
-    q = sample_quality(f_train, f_heldout, k=p.k)
-    metrics["real_vs_real"] = {DISTANCE_NAMES[space]: round(q.distance, 4), "precision": round(q.precision, 4),
-                               "recall": round(q.recall, 4), "n_real": q.n_real, "n_fake": q.n_fake}
+    q = sample_quality(f_train, f_heldout, k=eval_params.k)
+    metrics["real_vs_real"] = {**q.record(space), "n_real": q.n_real, "n_fake": q.n_fake}
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(args.metrics, metrics)
     print(f"features[{space}]: {metrics}")

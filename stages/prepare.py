@@ -15,17 +15,18 @@ def main() -> None:
     ap.add_argument("--train", required=True, help="output .npz of the training split")
     ap.add_argument("--heldout", required=True, help="output .npz of the held-out split")
     args = ap.parse_args()
-    p = load_params(args.params, ["seed", "data"])
-    d = p.data
-    if d.source == "digits":
-        images = load_digits(d.resolution)
-    elif d.source == "folder":
-        images = load_image_folder(d.path, d.resolution, d.channels)
+    params = load_params(args.params, ["seed", "data"])
+    data_params = params.data
+    resolution, channels = data_params.resolution, data_params.channels
+    if data_params.source == "digits":
+        images = load_digits(resolution)
+    elif data_params.source == "folder":
+        images = load_image_folder(data_params.path, resolution, channels)
     else:
-        images = load_hf_dataset(d.name, d.split, d.image_column, d.resolution, d.channels)
-    if images.images.shape[1] != d.channels:
-        raise DataError(f"data.channels is {d.channels} but {images.source} has {images.images.shape[1]}")
-    train, heldout = split_holdout(images, d.holdout_fraction, p.seed)
+        images = load_hf_dataset(data_params.name, data_params.split, data_params.image_column, resolution, channels)
+    if images.images.shape[1] != channels:
+        raise DataError(f"data.channels is {channels} but {images.source} has {images.images.shape[1]}")
+    train, heldout = split_holdout(images, data_params.holdout_fraction, params.seed)
     save_image_set(args.train, train)
     save_image_set(args.heldout, heldout)
     print(f"prepare: {len(train.images)} training and {len(heldout.images)} held-out images "

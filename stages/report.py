@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agm.config import load_params, read_yaml
+from agm.config import load_params
 from agm.data import load_image_set
 from agm.io import atomic_dir
 from agm.report.build import build_report, load_json, read_live_curves
+from agm.report.sections import RunOutputs
 from agm.time_weighting import TimeWeightTable
 from stages import run
 
@@ -29,25 +30,27 @@ def main() -> None:
     ap.add_argument("--steps", required=True, help="folder of metric-vs-steps CSVs: <model>/s<seed>.csv")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    p = load_params(args.params)  # validate everything the report prints
-    params = read_yaml(args.params)
-    models, seeds = ["baseline", "agm", *p.controls], list(p.seeds)
+    params = load_params(args.params)  # every section: the report prints them all
+    models, seeds = ["baseline", "agm", *params.controls], list(params.seeds)
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     runs, live, samples = Path(args.runs), Path(args.live), Path(args.samples)
     metrics_dir, steps_dir = Path(args.metrics), Path(args.steps)
     first = f"s{seeds[0]}"
+    has_potential = params.lam > 0
+    outputs = RunOutputs(
+        models=models, seeds=seeds,
+        real=load_image_set(args.real).images,
+        grids={m: np.load(samples / m / first / "grid.npy") for m in models},
+        curves={m: [read_live_curves(live / m / f"s{seed}") for seed in seeds] for m in models},
+        metrics={m: [load_json(metrics_dir / m / f"s{seed}.json") for seed in seeds] for m in models},
+        features_metrics=load_json(metrics_dir / "features.json"),
+        steps={m: [pd.read_csv(steps_dir / m / f"s{seed}.csv") for seed in seeds] for m in ("baseline", "agm")},
+        agm_model=runs / "agm" / first / "model.pt" if has_potential else None,
+        time_table=TimeWeightTable.load(runs / "agm" / first / "time_weights.json") if has_potential else None,
+    )
     with atomic_dir(args.out) as out:
-        files = build_report(
-            out_dir=out, params=params, git_rev=rev or "unknown", profile=args.profile, models=models, seeds=seeds,
-            real=load_image_set(args.real).images,
-            grids={m: np.load(samples / m / first / "grid.npy") for m in models},
-            curves={m: [read_live_curves(live / m / f"s{s}") for s in seeds] for m in models},
-            metrics={m: [load_json(metrics_dir / m / f"s{s}.json") for s in seeds] for m in models},
-            features_metrics=load_json(metrics_dir / "features.json"),
-            steps={m: [pd.read_csv(steps_dir / m / f"s{s}.csv") for s in seeds] for m in ("baseline", "agm")},
-            agm_model=runs / "agm" / first / "model.pt" if p.lam > 0 else None,
-            time_table=TimeWeightTable.load(runs / "agm" / first / "time_weights.json") if p.lam > 0 else None,
-        )
+        files = build_report(out_dir=out, params=params, outputs=outputs, git_rev=rev or "unknown",
+                             profile=args.profile)
     print(f"report: {Path(args.out) / files.markdown.name}, {Path(args.out) / files.html.name}")
 
 

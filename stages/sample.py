@@ -31,25 +31,25 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True, help="output folder")
     args = ap.parse_args()
-    p = load_params(args.params, ["sample"])
-    s, device = p.sample, resolve_device(p.sample.device)
+    sample_params = load_params(args.params, ["sample"]).sample
+    device = resolve_device(sample_params.device)
     f = load_drift(args.model, device)
     shape = image_shape(load_checkpoint(args.model))
+    n, batch_size, nfe, g = sample_params.num_samples, sample_params.batch_size, sample_params.nfe, sample_params.g
     t0 = time.perf_counter()
     with atomic_dir(args.out) as out:
-        arr = np.lib.format.open_memmap(out / "samples.npy", mode="w+", dtype=np.uint8,
-                                        shape=(s.num_samples, *shape))
-        n_batches = -(-s.num_samples // s.batch_size)
-        for b, x in tqdm(sample_batches(f, s.num_samples, s.batch_size, shape, s.nfe, s.g, args.seed, device),
-                         total=n_batches, desc="sample", unit="batch"):
-            arr[b * s.batch_size : b * s.batch_size + len(x)] = to_uint8(x * 2 - 1).cpu().numpy()
+        arr = np.lib.format.open_memmap(out / "samples.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
+        for b, x in tqdm(sample_batches(f, n, batch_size, shape, nfe, g, args.seed, device),
+                         total=-(-n // batch_size), desc="sample", unit="batch"):
+            arr[b * batch_size : b * batch_size + len(x)] = to_uint8(x).cpu().numpy()
         arr.flush()
         del arr
         gen = torch.Generator(device=device).manual_seed(grid_seed(args.seed))  # Fig. 3: the same noise for every model
-        grid = to_uint8(euler_maruyama(f, (s.grid_size, *shape), s.grid_nfe, s.g, gen, device) * 2 - 1)
-        np.save(out / "grid.npy", grid.cpu().numpy())
-        save_image_grid(grid.cpu().numpy(), out / "grid.png", nrow=int(s.grid_size**0.5), upscale=2)
-    print(f"sample: {s.num_samples} images at NFE {s.nfe} in {time.perf_counter() - t0:.0f} s")
+        grid_size = sample_params.grid_size
+        grid = to_uint8(euler_maruyama(f, (grid_size, *shape), sample_params.grid_nfe, g, gen, device)).cpu().numpy()
+        np.save(out / "grid.npy", grid)
+        save_image_grid(grid, out / "grid.png", nrow=int(grid_size**0.5), upscale=2)
+    print(f"sample: {n} images at NFE {nfe} in {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ from agm.checkpoint import load_checkpoint
 from agm.config import load_params, resolve_device
 from agm.data import to_uint8
 from agm.io import atomic_path
-from agm.metrics import check_extractor, load_features, weights_digest
-from agm.metrics.spaces import DISTANCE_NAMES, feature_extractor, sample_quality
+from agm.metrics.spaces import feature_extractor, load_real_features, sample_quality
 from agm.model_file import image_shape, load_drift
 from agm.sampler import sample_batches
 from stages import run
@@ -32,28 +31,28 @@ def main() -> None:
     ap.add_argument("--features", required=True)
     ap.add_argument("--out", required=True, help="CSV: step, distance, precision, recall")
     args = ap.parse_args()
-    p = load_params(args.params, ["sample", "eval"])
-    s, e, device = p.sample, p.eval, resolve_device(p.eval.device)
-    run_dir, name = Path(args.run), DISTANCE_NAMES[p.eval.feature_space]
-    real_path = Path(args.features) / "train.npz"
-    real = load_features(real_path)
-    if e.feature_space == "inception":  # the weights may have changed at the same path
-        check_extractor(real, real_path, weights_digest(e.inception_weights), e.inception_weights)
-    extract = feature_extractor(e.feature_space, feature_net=Path(args.features) / "net.pt",
-                                inception_weights=e.inception_weights, device=device, batch_size=e.batch_size)
+    params = load_params(args.params, ["sample", "eval"])
+    sample_params, eval_params = params.sample, params.eval
+    space, device = eval_params.feature_space, resolve_device(eval_params.device)
+    real = load_real_features(args.features, space, eval_params.inception_weights)
+    extract = feature_extractor(space, feature_net=Path(args.features) / "net.pt",
+                                inception_weights=eval_params.inception_weights, device=device,
+                                batch_size=eval_params.batch_size)
+    run_dir = Path(args.run)
     final = load_checkpoint(run_dir / "model.pt")
     snaps = [load_checkpoint(snap) for snap in sorted((run_dir / "snapshots").glob("ema_*.pt"))]
     points = [(ck["step"], ck["ema"]) for ck in snaps if ck["step"] < final["step"]] + [(final["step"], final["ema"])]
+    shape = image_shape(final)
     rows = []
     for step, state in points:
         f = load_drift(run_dir / "model.pt", device, state=state)
-        shape = image_shape(final)
         images = np.concatenate([
-            to_uint8(x * 2 - 1).cpu().numpy()
-            for _, x in sample_batches(f, e.snapshot_samples, s.batch_size, shape, s.nfe, s.g, args.seed, device)
+            to_uint8(x).cpu().numpy()
+            for _, x in sample_batches(f, eval_params.snapshot_samples, sample_params.batch_size, shape,
+                                       sample_params.nfe, sample_params.g, args.seed, device)
         ])
-        q = sample_quality(real.features, extract(images), k=e.k)
-        rows.append({"step": step, name: q.distance, "precision": q.precision, "recall": q.recall})
+        q = sample_quality(real.features, extract(images), k=eval_params.k)
+        rows.append({"step": step, **q.record(space, ndigits=None)})  # unrounded: the CSV writes 5 digits
         print(f"steps: step {step}: {rows[-1]}")
     with atomic_path(args.out) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.5g")

@@ -1,5 +1,5 @@
-"""Gather a λ sweep into a table and a metric-vs-λ plot (issue 9). Not a pipeline stage: run it after
-the queued experiments have finished, e.g. (the documented list)
+"""Gather a λ sweep into a table and a metric-vs-λ plot. Not a pipeline stage: run it after the queued
+experiments have finished, e.g. (the documented list)
 
     for lam in 0.0 0.05 0.1 0.3 1.0; do dvc exp run --queue -S lambda=$lam; done
     dvc queue start --jobs 1 && dvc queue status        # wait until every task has succeeded

@@ -19,7 +19,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agm.action_matching import ActionDrift, ActionMatchingTrainer, ActionNet, action_matching_loss
+from agm.action_matching import ActionDrift, ActionNet, action_matching_loss
+from agm.action_matching_trainer import ActionMatchingTrainer
 from agm.bridge import sample_bridge, schedule_values
 from agm.checkpoint import LATEST, load_checkpoint
 from agm.sampler import euler_maruyama
@@ -202,9 +203,8 @@ def test_action_drift_of_the_true_action_samples_the_data_law():
     mu = torch.tensor([[0.5, -0.3], [0.2, 0.0]])[None]
     tau, n = 0.1, 4000
     flow = bridge_flow(mu, tau, 0.1, "cosine")
-    images = euler_maruyama(ActionDrift(flow.action), (n, 1, 2, 2), nfe=200, g=0.0,
-                            generator=torch.Generator().manual_seed(3))
-    x = 2 * images - 1
+    x = euler_maruyama(ActionDrift(flow.action), (n, 1, 2, 2), nfe=200, g=0.0,
+                       generator=torch.Generator().manual_seed(3))  # the model's range, [-1, 1]
     torch.testing.assert_close(x.mean(0), mu, rtol=0, atol=0.01)
     torch.testing.assert_close(x.std(0), torch.full_like(mu, tau), rtol=0.1, atol=0)
 

@@ -1,4 +1,4 @@
-"""Tests for agm/bridge.py: schedules (spec §1, Eqs. 6-9) vs closed forms and finite differences."""
+"""Tests for agm/bridge.py: schedules (docs/spec.md §1, Eqs. 6-9) vs closed forms and finite differences."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def test_boundaries_noise_at_zero_data_at_one(schedule):
     torch.testing.assert_close(sv.sigma, torch.zeros(2, dtype=torch.float64), atol=1e-12, rtol=0)
 
     x0, x1, eps = _fixed_inputs(b=2)
-    bs = sample_bridge(x0, x1, t, eps, SIGMA_MAX, schedule)
-    torch.testing.assert_close(bs.x_t[0], x0[0], atol=1e-12, rtol=0)  # t = 0: noise
-    torch.testing.assert_close(bs.x_t[1], x1[1], atol=1e-12, rtol=0)  # t = 1: data
+    bridge = sample_bridge(x0, x1, t, eps, SIGMA_MAX, schedule)
+    torch.testing.assert_close(bridge.x_t[0], x0[0], atol=1e-12, rtol=0)  # t = 0: noise
+    torch.testing.assert_close(bridge.x_t[1], x1[1], atol=1e-12, rtol=0)  # t = 1: data
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -56,7 +56,7 @@ def test_schedule_closed_forms():
     sq = schedule_values(t, SIGMA_MAX, "cosine_squared")
     torch.testing.assert_close(sq.alpha, torch.cos(math.pi * t / 2) ** 2)
     torch.testing.assert_close(sq.alpha + sq.beta, torch.ones_like(t))
-    # spec §1: σ'(t) = π σ_max cos(π t); cosine: α' = -(π/2) sin(πt/2), β' = (π/2) cos(πt/2)
+    # docs/spec.md §1: σ'(t) = π σ_max cos(π t); cosine: α' = -(π/2) sin(πt/2), β' = (π/2) cos(πt/2)
     torch.testing.assert_close(cos.d_sigma, math.pi * SIGMA_MAX * torch.cos(math.pi * t))
     torch.testing.assert_close(cos.d_alpha, -(math.pi / 2) * torch.sin(math.pi * t / 2))
     torch.testing.assert_close(cos.d_beta, (math.pi / 2) * torch.cos(math.pi * t / 2))
@@ -78,32 +78,32 @@ def test_target_is_time_derivative_of_x_t(schedule):
     x0, x1, eps = _fixed_inputs()
     t = torch.tensor([0.0, 0.1, 0.37, 0.5, 0.93], dtype=torch.float64)
     h = 1e-6
-    bs = sample_bridge(x0, x1, t, eps, SIGMA_MAX, schedule)
+    bridge = sample_bridge(x0, x1, t, eps, SIGMA_MAX, schedule)
     up = sample_bridge(x0, x1, t + h, eps, SIGMA_MAX, schedule).x_t
     dn = sample_bridge(x0, x1, t - h, eps, SIGMA_MAX, schedule).x_t
     fd = (up - dn) / (2 * h)
-    torch.testing.assert_close(bs.target, fd, atol=1e-8, rtol=0)
+    torch.testing.assert_close(bridge.target, fd, atol=1e-8, rtol=0)
     # the target is not trivially zero or x1 - x0: it depends on ε through σ'(t)
-    assert not torch.allclose(bs.target, x1 - x0)
+    assert not torch.allclose(bridge.target, x1 - x0)
 
 
 def test_bridge_sample_fields_and_shapes():
     x0, x1, eps = _fixed_inputs(b=4, dtype=torch.float32)
     t = torch.rand(4)
-    bs = sample_bridge(x0, x1, t, eps, SIGMA_MAX)
-    assert isinstance(bs, BridgeSample) and isinstance(bs.schedule, ScheduleValues)
-    assert bs.x_t.shape == bs.target.shape == x1.shape == (4, 2, 3, 3)
-    assert bs.x_t.dtype == bs.target.dtype == torch.float32
-    assert bs.t is t
+    bridge = sample_bridge(x0, x1, t, eps, SIGMA_MAX)
+    assert isinstance(bridge, BridgeSample) and isinstance(bridge.schedule, ScheduleValues)
+    assert bridge.x_t.shape == bridge.target.shape == x1.shape == (4, 2, 3, 3)
+    assert bridge.x_t.dtype == bridge.target.dtype == torch.float32
+    assert bridge.t is t
     for field in dataclasses.fields(ScheduleValues):
-        assert getattr(bs.schedule, field.name).shape == (4,), field.name
+        assert getattr(bridge.schedule, field.name).shape == (4,), field.name
     # Eq. (6) per sample, broadcast over (C, H, W)
-    sv = bs.schedule
+    sv = bridge.schedule
     expected = sv.alpha[:, None, None, None] * x0 + sv.beta[:, None, None, None] * x1 \
         + sv.sigma[:, None, None, None] * eps
-    torch.testing.assert_close(bs.x_t, expected)
+    torch.testing.assert_close(bridge.x_t, expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        bs.x_t = x0  # type: ignore[misc]
+        bridge.x_t = x0  # type: ignore[misc]
 
 
 def test_default_schedule_is_cosine():

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
+from helpers import agm_trainer
 
 from agm.accelerate import accelerate
 from agm.nets import DriftUNet, Potential
-from agm.train import AGMTrainer, train
+from agm.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,7 +40,7 @@ def run_case(lam: float, channels_last: bool, checkpoint_dir: Path) -> dict[str,
     f = DriftUNet(in_channels=1, resolution=8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                   attn_resolutions=(4,), time_embed_dim=16, head_channels=8, groups=4)
     V = Potential(in_channels=1, widths=(8, 8, 8), pool=1, groups=4) if lam else None
-    trainer = AGMTrainer(f, V, lam=lam, sigma_max=0.1, lr_f=1e-3, lr_v=1e-3, ema_decay=0.9)
+    trainer = agm_trainer(f, V, lam=lam, sigma_max=0.1, lr_f=1e-3, lr_v=1e-3, ema_decay=0.9)
     accelerate(trainer, compile=False, channels_last=channels_last, distributed=dist.is_initialized())
     data = (torch.arange(32 * 64) * 7919 % 256).to(torch.uint8).reshape(32, 1, 8, 8)
     result = train(trainer, data, steps=STEPS, batch_size=8, seed=3, checkpoint_dir=checkpoint_dir,
@@ -57,7 +58,7 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from test_distributed import CASES, run_case
-from stages.train import init_distributed
+from agm.distributed import init_process_group as init_distributed
 
 out = Path(sys.argv[1])
 rank = init_distributed(torch.device("cpu"))

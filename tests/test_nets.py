@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 import torch
 
-from agm.nets import (
-    PAPER_UNET,
-    DriftUNet,
-    Potential,
-    count_parameters,
-    paper_potential,
-    paper_unet,
-)
+from agm.config import load_params
+from agm.nets import DriftUNet, Potential, count_parameters
 from agm.nets.unet import ResBlock, SelfAttention, sinusoidal_embedding
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = load_params(ROOT / "profiles" / "paper.yaml", ["data", "model", "potential"])
+PAPER_UNET = PAPER.model.kwargs(PAPER.data.channels, PAPER.data.resolution)
+"""The paper's drift U-Net: its one source of truth is profiles/paper.yaml."""
+
+
+def paper_potential() -> Potential:
+    return Potential(**PAPER.potential.net_kwargs(PAPER.data.channels))
 
 
 @pytest.fixture(scope="module")
 def big_unet() -> DriftUNet:
     torch.manual_seed(0)
-    return paper_unet()
+    return DriftUNet(**PAPER_UNET)
 
 
 def test_paper_unet_has_about_50m_parameters(big_unet):

@@ -13,12 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import agm_trainer
 from torch import nn
 
 from agm.accelerate import CompiledOrEager, accelerate
-from agm.action_matching import ActionMatchingTrainer, ActionNet
-from agm.config import load_params
-from agm.nets import PAPER_POTENTIAL, PAPER_UNET
+from agm.action_matching import ActionNet
+from agm.action_matching_trainer import ActionMatchingTrainer
+from agm.agm_trainer import AGMTrainer
 from agm.perf import (
     count_flops,
     device_peak_flops,
@@ -28,7 +29,6 @@ from agm.perf import (
     step_flops,
     time_per_call,
 )
-from agm.train import AGMTrainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,7 +42,7 @@ def _batch(b: int = 4, seed: int = 0):
 
 
 def _agm(make_unet, make_potential) -> AGMTrainer:
-    return AGMTrainer(make_unet(), make_potential(), lam=0.5, **HYPER)
+    return agm_trainer(make_unet(), make_potential(), lam=0.5, **HYPER)
 
 
 # Adam divides each gradient element by its own running RMS, so a rounding-level difference in a near-zero
@@ -89,7 +89,7 @@ def test_step_flops_are_f_for_the_baseline_and_add_v_for_agm(make_unet, make_pot
     v_step = count_flops(lambda: V(torch.cat([x, batch.z])).sum().backward())  # L_V on x_t and the negatives
     with torch.no_grad():
         v_weights = count_flops(lambda: V(x))
-    baseline = AGMTrainer(make_unet(), None, lam=0.0, **HYPER)
+    baseline = agm_trainer(make_unet(), None, lam=0.0, **HYPER)
     assert step_flops(baseline, batch) == f_step
     assert step_flops(_agm(make_unet, make_potential), batch) == f_step + v_step + v_weights
 
@@ -294,9 +294,3 @@ def test_benchmark_bad_option_is_one_line(tmp_path, monkeypatch, capsys, option)
     assert exc.value.code == 2
     assert capsys.readouterr().err == f"error: {option} must be >= 1, got 0\n"
     assert not (tmp_path / "r.json").exists()
-
-
-def test_the_paper_profile_benchmarks_the_paper_networks():
-    p = load_params(ROOT / "profiles" / "paper.yaml", ["data", "model", "potential"])
-    assert p.model.kwargs(p.data.channels, p.data.resolution) == PAPER_UNET
-    assert p.potential.net_kwargs(p.data.channels) == PAPER_POTENTIAL

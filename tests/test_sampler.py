@@ -1,4 +1,4 @@
-"""Tests for agm/sampler.py: Euler–Maruyama vs closed forms, seeding, batch sharding (spec §6)."""
+"""Tests for agm/sampler.py: Euler–Maruyama vs closed forms, seeding, batch sharding (docs/spec.md §6)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from agm.data import to_uint8
 from agm.ema import EMA
 from agm.sampler import GRID_SLOT, SEED_STRIDE, batch_seed, euler_maruyama, grid_seed, sample_batches
 
@@ -19,8 +20,8 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _to_unit(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(-1, 1) + 1) / 2
+def _clamped(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(-1, 1)
 
 
 def _zero(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,7 @@ def test_constant_drift_without_noise_gives_x0_plus_c():
     for c in (0.25, -0.3):
         drift = lambda x, t, c=c: torch.full_like(x, c)
         out = euler_maruyama(drift, SHAPE, nfe=8, g=0.0, generator=_gen(3))
-        torch.testing.assert_close(out, _to_unit(x0 + c), rtol=0, atol=1e-6)
+        torch.testing.assert_close(out, _clamped(x0 + c), rtol=0, atol=1e-6)
 
 
 def test_time_grid_is_left_endpoints_k_over_n():
@@ -52,7 +53,7 @@ def test_time_grid_is_left_endpoints_k_over_n():
     out = euler_maruyama(f, SHAPE, nfe=nfe, g=0.0, generator=_gen(0))
     assert seen == pytest.approx([k / nfe for k in range(nfe)])
     x0 = torch.randn(SHAPE, generator=_gen(0))
-    torch.testing.assert_close(out, _to_unit(x0 + (nfe - 1) / (2 * nfe)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, _clamped(x0 + (nfe - 1) / (2 * nfe)), rtol=0, atol=1e-6)
 
 
 def test_noise_term_is_g_sqrt_dt_z():
@@ -63,7 +64,7 @@ def test_noise_term_is_g_sqrt_dt_z():
     x = torch.randn(SHAPE, generator=gen)
     for _ in range(nfe):
         x = x + g * math.sqrt(1 / nfe) * torch.randn(SHAPE, generator=gen)
-    torch.testing.assert_close(out, _to_unit(x), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, _clamped(x), rtol=0, atol=1e-6)
 
 
 def test_same_seed_same_samples_different_seed_different():
@@ -74,12 +75,34 @@ def test_same_seed_same_samples_different_seed_different():
     assert not torch.allclose(a, c)
 
 
-def test_output_in_unit_interval_and_float32():
+def test_output_in_model_range_and_float32():
     drift = lambda x, t: 10 * torch.sign(x)
     out = euler_maruyama(drift, (64, 1, 4, 4), nfe=3, g=0.1, generator=_gen(0))
     assert out.dtype == torch.float32 and out.shape == (64, 1, 4, 4)
-    assert out.min() == 0.0 and out.max() == 1.0  # clamped at both ends
-    assert ((out >= 0) & (out <= 1)).all()
+    assert out.min() == -1.0 and out.max() == 1.0  # clamped at both ends
+    assert ((out >= -1) & (out <= 1)).all()
+
+
+def test_pixels_are_those_of_the_former_unit_interval_output(make_unet):
+    """samples.npy stays byte-identical: to_uint8 of the [-1, 1] output equals the former path
+    to_uint8(((x + 1) / 2) * 2 - 1), which the stages ran on a [0, 1] output, for every float32 in
+    [-1, 1] near the pixel boundaries and on the samples of a random U-Net and a digit-like drift."""
+    values = torch.linspace(-1, 1, 511)  # pixel centres and the rounding boundaries between them
+    up, down = torch.nextafter(values, torch.tensor(2.0)), torch.nextafter(values, torch.tensor(-2.0))
+    near = torch.cat([values, up, down])
+    grid = torch.rand(1 << 20, generator=_gen(0)) * 2 - 1
+    for x in (near.clamp(-1, 1), grid):
+        assert torch.equal(to_uint8(x), to_uint8(((x + 1.0) / 2.0) * 2 - 1))
+
+    def digits_drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # ends at fixed pixel levels + noise
+        target = torch.linspace(-1, 1, 256)[torch.arange(x[0].numel()) % 256].view_as(x[0])
+        return (target - x) / (1.0 - t)[:, None, None, None]
+
+    unet = make_unet().eval()
+    unet.conv_out.reset_parameters()  # the zero-initialised output would make f = 0
+    for f in (unet, digits_drift):
+        x = euler_maruyama(f, (64, 1, 8, 8), nfe=10, g=0.01, generator=_gen(1))
+        assert torch.equal(to_uint8(x), to_uint8(((x + 1.0) / 2.0) * 2 - 1))
 
 
 @pytest.mark.parametrize("nfe", [0, -1])

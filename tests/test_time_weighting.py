@@ -6,11 +6,12 @@ import copy
 
 import pytest
 import torch
+from helpers import agm_trainer
 
 from agm.bridge import sample_bridge
 from agm.losses import drift_loss, importance_weights
 from agm.time_weighting import TimeWeightTable, WeightByTime, bin_index, table_from_sums, time_weights
-from agm.train import AGMTrainer, train
+from agm.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -68,7 +69,7 @@ def test_table_save_load_roundtrip_and_bad_file(tmp_path):
 def test_agm_trainer_accumulates_its_own_weights(make_unet, make_potential):
     """The per-bin sums equal the weights recomputed from V after its update, step by step."""
     gen = torch.Generator().manual_seed(3)
-    trainer = AGMTrainer(make_unet(), make_potential(), lam=5.0, weight_bins=5, **HYPER)
+    trainer = agm_trainer(make_unet(), make_potential(), lam=5.0, weight_bins=5, **HYPER)
     expected = WeightByTime(bins=5)
     for _ in range(3):
         x1 = torch.rand(8, 1, 8, 8, generator=gen) * 2 - 1
@@ -88,16 +89,16 @@ def test_time_only_step_is_the_weighted_drift_loss(make_unet):
     table = torch.tensor([0.5, 1.0, 1.5, 2.0])
     f = make_unet()
     f_ref = copy.deepcopy(f)
-    trainer = AGMTrainer(f, None, lam=0.0, time_table=table, **HYPER)
+    trainer = agm_trainer(f, None, lam=0.0, time_table=table, **HYPER)
     gen = torch.Generator().manual_seed(1)
     x1 = torch.rand(8, 1, 8, 8, generator=gen) * 2 - 1
     x0, eps, z = (torch.randn(8, 1, 8, 8, generator=gen) for _ in range(3))
     t = torch.rand(8, generator=gen)
     stats = trainer.step(x1, x0, eps, t, z)
 
-    bs = sample_bridge(x0, x1, t, eps, 0.1)
+    bridge = sample_bridge(x0, x1, t, eps, 0.1)
     w = time_weights(t, table)
-    loss = (w * drift_loss(f_ref(bs.x_t, t), bs.target)).mean()
+    loss = (w * drift_loss(f_ref(bridge.x_t, t), bridge.target)).mean()
     assert stats.drift_loss.item() == pytest.approx(loss.item(), rel=1e-6)
     assert stats.w_mean.item() == pytest.approx(1.0, rel=1e-6)
     assert stats.w_max.item() > stats.w_min.item()
@@ -109,17 +110,12 @@ def test_time_only_step_is_the_weighted_drift_loss(make_unet):
         torch.testing.assert_close(p, q)
 
 
-def test_time_only_needs_no_potential(make_unet, make_potential):
-    with pytest.raises(ValueError, match="time-only"):
-        AGMTrainer(make_unet(), make_potential(), lam=0.1, time_table=torch.ones(4), **HYPER)
-
-
 def test_weight_sums_survive_a_resume(tmp_path, make_unet, make_potential):
     data = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
     loop = dict(batch_size=8, seed=0, config={"k": 1}, checkpoint_every=2, log_every=2)
 
     def trainer():
-        return AGMTrainer(make_unet(), make_potential(), lam=1.0, weight_bins=10, **HYPER)
+        return agm_trainer(make_unet(), make_potential(), lam=1.0, weight_bins=10, **HYPER)
 
     full = trainer()
     train(full, data, steps=4, checkpoint_dir=tmp_path / "a", **loop)

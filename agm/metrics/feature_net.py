@@ -16,17 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agm.data import to_model_range
 from agm.io import save_torch
 
 
 def images_to_input(images_uint8: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` in [0, 255] -> float32 in [-1, 1] on ``device``."""
+    """uint8 ``(N, C, H, W)`` in [0, 255] -> float32 in [-1, 1] on ``device`` (:func:`agm.data.to_model_range`)."""
     x = torch.as_tensor(images_uint8)
     if x.dtype != torch.uint8 or x.ndim != 4:
         raise ValueError(
             f"images must be a uint8 (N, C, H, W) array, got {x.dtype} {tuple(x.shape)}"
         )
-    return x.to(device=device, dtype=torch.float32) / 127.5 - 1.0
+    return to_model_range(x.to(device))
 
 
 class FeatureNet(nn.Module):

@@ -20,7 +20,8 @@ _FIELDS = frozenset({"features", "space", "count", "extractor"})
 
 
 class StaleFeaturesError(DataError):
-    """Cached features were computed with other extractor weights than the configured file holds now."""
+    """Cached features do not match the configuration: another feature space, or other extractor weights than
+    the configured file holds now. A user error (one line): re-run the features stage."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 - ``digits``: the penultimate layer of :class:`FeatureNet`, a classifier trained on the default
   dataset's labels. A Fréchet distance there is reported as ``fd_digits``.
 - ``inception``: clean-fid's Inception-v3 (local weights). A Fréchet distance there is ``fid``.
+
+The ``features`` stage caches the real images' features in ``<features>/train.npz``; :func:`load_real_features`
+reads them back checked against the configured space (and weights), and :meth:`SampleQuality.record` is the
+``{distance name: FD, "precision": ..., "recall": ...}`` record every stage writes.
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from agm.metrics.feature_net import extract_features, load_feature_net
+from agm.metrics.features_io import Features, StaleFeaturesError, check_extractor, load_features
 from agm.metrics.frechet import frechet_distance
-from agm.metrics.inception import inception_features
+from agm.metrics.inception import inception_features, weights_digest
 from agm.metrics.precision_recall import precision_recall
 
 DISTANCE_NAMES = {"digits": "fd_digits", "inception": "fid"}
@@ -42,6 +48,26 @@ def feature_extractor(
     raise ValueError(f"unknown feature space {space!r}; expected one of {sorted(DISTANCE_NAMES)}")
 
 
+def load_real_features(
+    features_dir: str | os.PathLike[str], space: str, inception_weights: str | os.PathLike[str]
+) -> Features:
+    """The real images' features ``features_dir/train.npz``: (N, D) in feature space ``space``.
+
+    Raises :class:`StaleFeaturesError` (a one-line user error) when they are in another space than ``space``
+    (``eval.feature_space``) or, for ``inception``, were computed with other weights than the file at
+    ``inception_weights`` holds now: DVC sees only that path, so the content may have changed behind it.
+    Cheap: call it before any expensive work.
+    """
+    path = Path(features_dir) / "train.npz"
+    real = load_features(path)
+    if real.space != space:
+        raise StaleFeaturesError(f"{path} holds {real.space!r} features but eval.feature_space is {space!r}; "
+                                 "re-run the features stage")
+    if space == "inception":
+        check_extractor(real, path, weights_digest(inception_weights), inception_weights)
+    return real
+
+
 @dataclass(frozen=True)
 class SampleQuality:
     """Fréchet distance, improved precision and recall of one sample set against the real features."""
@@ -51,6 +77,14 @@ class SampleQuality:
     recall: float
     n_real: int
     n_fake: int
+
+    def record(self, space: str, ndigits: int | None = 4) -> dict[str, float]:
+        """``{DISTANCE_NAMES[space]: distance, "precision": precision, "recall": recall}``, in that order,
+        each ``round(value, ndigits)`` (``ndigits=None``: the values as they are)."""
+        values = (self.distance, self.precision, self.recall)
+        if ndigits is not None:
+            values = tuple(round(v, ndigits) for v in values)
+        return dict(zip((DISTANCE_NAMES[space], "precision", "recall"), values, strict=True))
 
 
 def sample_quality(real: np.ndarray, fake: np.ndarray, k: int, batch_size: int = 1024) -> SampleQuality:

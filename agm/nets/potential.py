@@ -1,4 +1,4 @@
-"""The potential V_φ(x): a small scalar CNN with no time input (spec §5, paper §4.2, §4.6).
+"""The potential V_φ(x): a small scalar CNN with no time input (docs/spec.md §5, paper §4.2, §4.6).
 
     3 × [Conv 3x3, stride 2 → GroupNorm → GELU] → adaptive average pool → flatten → linear → scalar
 

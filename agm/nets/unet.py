@@ -1,4 +1,4 @@
-"""The drift network f_θ(x_t, t): a time-conditioned U-Net (spec §5, paper §4.6).
+"""The drift network f_θ(x_t, t): a time-conditioned U-Net (docs/spec.md §5, paper §4.6).
 
 Scales: one per entry of ``channel_mult`` (the paper: 64, 32, 16 for 64x64 inputs), each with
 ``num_res_blocks`` ResBlocks (GroupNorm + SiLU) on the way down and ``num_res_blocks + 1`` on the

@@ -1,4 +1,4 @@
-"""Verdicts of the issue-9 controls, computed from logged curves and per-seed metrics.
+"""Verdicts on the control models (no_detach, time_only, action_matching), from logged curves and metrics.
 
 - :func:`collapse_step`: when (if ever) the no-stop-gradient ablation collapses, by a stated rule.
 - :func:`paired_difference`: a control minus AGM over the same seeds, with a 95 % Student-t interval,
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from agm.report.analysis import ewm_smooth
 from agm.report.tables import MeanCI, mean_ci
 
 DRIFT_RATIO = 2.0
@@ -29,8 +30,12 @@ class Collapse:
     last_step: int
 
 
-def _ema(values: pd.Series) -> pd.Series:
-    return values.ewm(span=max(2, len(values) // 20), ignore_na=True).mean()
+COLLAPSE_SPAN_DIVISOR = 20
+"""The collapse rule smooths each loss curve with an EWM of span ~5 % of the curve (len // 20, at least 2)."""
+
+
+def _smooth(values: pd.Series) -> pd.Series:
+    return ewm_smooth(values, span=max(2, len(values) // COLLAPSE_SPAN_DIVISOR))
 
 
 def collapse_step(no_detach: pd.DataFrame, agm: pd.DataFrame, margin: float) -> Collapse:
@@ -52,12 +57,12 @@ def collapse_step(no_detach: pd.DataFrame, agm: pd.DataFrame, margin: float) -> 
     finite = np.isfinite(nd["drift_loss"]) & np.isfinite(nd["potential_loss"])
     if not finite.all():
         return Collapse(int(nd["step"][~finite].iloc[0]), "a non-finite loss", last)
-    lv = _ema(nd["potential_loss"])
+    lv = _smooth(nd["potential_loss"])
     hit = lv >= 2 * margin
     if hit.any():
         return Collapse(int(nd["step"][hit].iloc[0]), f"L_V reached 2m = {2 * margin:g} (V ≡ 0 level)", last)
     shared = nd["step"].isin(ref.index)
-    ratio = _ema(nd["drift_loss"][shared]).to_numpy() / _ema(ref.loc[nd["step"][shared]]).to_numpy()
+    ratio = _smooth(nd["drift_loss"][shared]).to_numpy() / _smooth(ref.loc[nd["step"][shared]]).to_numpy()
     over = ratio > DRIFT_RATIO
     if over.any():
         return Collapse(int(nd["step"][shared].iloc[int(np.argmax(over))]),
@@ -65,11 +70,12 @@ def collapse_step(no_detach: pd.DataFrame, agm: pd.DataFrame, margin: float) -> 
     return Collapse(None, "", last)
 
 
-def describe_collapse(c: Collapse) -> str:
-    if c.step is None:
-        return (f"No collapse within {c.last_step} steps: every loss stayed finite, L_V stayed below 2m and "
-                f"the drift loss within {DRIFT_RATIO:g}× the stop-gradient run's.")
-    return f"Collapsed at step {c.step} of {c.last_step}: {c.reason}."
+def describe_collapse(collapse: Collapse) -> str:
+    """The report's sentence on one no-stop-gradient run's collapse (or its absence)."""
+    if collapse.step is None:
+        return (f"No collapse within {collapse.last_step} steps: every loss stayed finite, L_V stayed below 2m "
+                f"and the drift loss within {DRIFT_RATIO:g}× the stop-gradient run's.")
+    return f"Collapsed at step {collapse.step} of {collapse.last_step}: {collapse.reason}."
 
 
 @dataclass(frozen=True)
@@ -93,15 +99,15 @@ def paired_difference(control: Sequence[float], agm: Sequence[float]) -> PairedD
     return PairedDifference(mean_ci([c - a for c, a in zip(control, agm, strict=True)]))
 
 
-def describe_time_only(d: PairedDifference, metric: str, digits: int = 2) -> str:
+def describe_time_only(difference: PairedDifference, metric: str, digits: int = 2) -> str:
     """The report's sentence on the time-only control against AGM, for ``metric`` (lower is better)."""
-    text = f"time-only − AGM {metric}: {d.diff.format(digits)} over {d.diff.n} seed(s). "
-    if d.distinguishable is None:
+    text = f"time-only − AGM {metric}: {difference.diff.format(digits)} over {difference.diff.n} seed(s). "
+    if difference.distinguishable is None:
         return text + "One seed gives no interval, so no verdict; run more seeds (params `seeds`)."
-    if not d.distinguishable:
+    if not difference.distinguishable:
         return text + ("The 95% interval contains 0: the time-only weighting matches AGM, so on this evidence "
                        "V adds nothing beyond a time-dependent loss weight.")
-    if d.diff.mean > 0:
+    if difference.diff.mean > 0:
         return text + "The 95% interval excludes 0: AGM is better, so V adds something beyond a time weight."
     return text + ("The 95% interval excludes 0: the time-only control is better, so V's weighting is worse "
                    "than its own time profile.")
@@ -120,8 +126,9 @@ def describe_paired(reproduced: dict[str, Sequence[float]], reference: str, metr
     for model, values in reproduced.items():
         if model == reference:
             continue
-        d = paired_difference(values, reproduced[reference])
-        verdict = {None: "", True: " (interval excludes 0)", False: " (interval contains 0)"}[d.distinguishable]
-        parts.append(f"{model} − {reference} = {d.diff.format(digits)}{verdict}")
+        difference = paired_difference(values, reproduced[reference])
+        verdict = {None: "", True: " (interval excludes 0)",
+                   False: " (interval contains 0)"}[difference.distinguishable]
+        parts.append(f"{model} − {reference} = {difference.diff.format(digits)}{verdict}")
     n = len(reproduced[reference])
     return f"Paired by seed ({n} seed{'s' if n > 1 else ''}), {metric}: " + "; ".join(parts) + "."

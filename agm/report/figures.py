@@ -8,6 +8,10 @@ Each function takes data and an output path, draws one PNG and writes it atomica
 - :func:`plot_saliency`: Fig. 5, bridge samples x_t beside their saliency |∇ₓV| at a few t.
 - :func:`plot_metric_vs_steps`: a checkpoint metric (e.g. FD) against training steps.
 - :func:`plot_weight_stats`: min / mean / max of the importance weights w_i during training.
+- :func:`plot_weight_by_time`: a model's mean importance weight per t-bin.
+
+The numbers drawn are computed by the caller (see :mod:`agm.report.analysis`); the only computation
+here is the trend line of a long curve, :func:`agm.report.analysis.ewm_smooth`.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ from matplotlib.figure import Figure
 
 from agm.image_grid import check_uint8_nchw, image_grid
 from agm.io import atomic_path
+from agm.report.analysis import ewm_smooth
 
 PathLike = str | os.PathLike[str]
 
 _DPI = 150
+
+TREND_SPAN_DIVISOR = 50
+"""Trend lines of long curves: an EWM with a span of ~2 % of the curve (len // 50, at least 2)."""
 
 
 def _save_figure(fig: Figure, path: PathLike) -> None:
@@ -83,16 +91,11 @@ def plot_sample_comparison(
     _save_figure(fig, path)
 
 
-def _smooth(values: pd.Series) -> pd.Series:
-    """Exponential moving average with a span of ~2% of the curve, for a readable trend line."""
-    span = max(2, len(values) // 50)
-    return values.ewm(span=span, ignore_na=True).mean()
-
-
 def _draw_curve(ax: Axes, steps: pd.Series, values: pd.Series, label: str, color: str) -> None:
     if len(values) >= 20:
         ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
-        ax.plot(steps, _smooth(values), color=color, linewidth=1.5, label=label)
+        trend = ewm_smooth(values, span=max(2, len(values) // TREND_SPAN_DIVISOR))
+        ax.plot(steps, trend, color=color, linewidth=1.5, label=label)
     else:
         ax.plot(steps, values, color=color, linewidth=1.5, marker=".", label=label)
 
@@ -253,33 +256,8 @@ def plot_metric_vs_steps(
     _save_figure(fig, path)
 
 
-def first_step_reaching(
-    steps: Sequence[int],
-    values: Sequence[float],
-    target: float,
-    lower_is_better: bool = True,
-) -> int | None:
-    """The smallest step whose value is at least as good as ``target``, or None if none is.
-
-    "At least as good" is ``value <= target`` when lower is better (FD), else ``value >= target``
-    (precision, recall). NaN values never reach the target.
-
-    Args:
-        steps: checkpoint steps, in any order.
-        values: metric value at each step, same length as ``steps``.
-        target: level to reach.
-        lower_is_better: direction of the metric.
-    """
-    if len(steps) != len(values):
-        raise ValueError(f"steps and values differ in length: {len(steps)} vs {len(values)}")
-    for step, value in sorted(zip(steps, values, strict=True)):
-        if value <= target if lower_is_better else value >= target:
-            return int(step)
-    return None
-
-
 def plot_weight_stats(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
-    """Importance weights w_i (spec §3) during training: a min..max band and the mean per model.
+    """Importance weights w_i (docs/spec.md §3) during training: a min..max band and the mean per model.
 
     The dashed line marks w = 1, the value every weight takes at λ = 0.
 

@@ -79,14 +79,14 @@ def _markdown(
     profile: str,
 ) -> str:
     parts = [f"# {title}", f"- git revision: `{git_rev}`\n- profile: `{profile}`"]
-    for s in sections:
-        parts.append(f"## {s.heading}")
-        if s.text:
-            parts.append(s.text.strip())
-        if s.image is not None:
-            parts.append(f"![{s.heading}]({Path(s.image).as_posix()})")
-        if s.table_md is not None:
-            parts.append(s.table_md.strip())
+    for section in sections:
+        parts.append(f"## {section.heading}")
+        if section.text:
+            parts.append(section.text.strip())
+        if section.image is not None:
+            parts.append(f"![{section.heading}]({Path(section.image).as_posix()})")
+        if section.table_md is not None:
+            parts.append(section.table_md.strip())
     parts.append("## Parameters")
     parts.append(f"```yaml\n{_params_yaml(params).rstrip()}\n```")
     return "\n\n".join(parts) + "\n"
@@ -104,37 +104,37 @@ def _html(
     git_rev: str,
     profile: str,
 ) -> str:
-    e = html.escape
+    escape = html.escape
     body = [
         "<header>",
-        f"<h1>{e(title)}</h1>",
+        f"<h1>{escape(title)}</h1>",
         "<dl>",
-        f"<dt>git revision</dt><dd><code>{e(git_rev)}</code></dd>",
-        f"<dt>profile</dt><dd><code>{e(profile)}</code></dd>",
+        f"<dt>git revision</dt><dd><code>{escape(git_rev)}</code></dd>",
+        f"<dt>profile</dt><dd><code>{escape(profile)}</code></dd>",
         "</dl>",
         "</header>",
     ]
-    for s in sections:
+    for section in sections:
         body.append("<section>")
-        body.append(f"<h2>{e(s.heading)}</h2>")
-        for paragraph in s.text.strip().split("\n\n"):
+        body.append(f"<h2>{escape(section.heading)}</h2>")
+        for paragraph in section.text.strip().split("\n\n"):
             if paragraph.strip():
-                body.append(f"<p>{e(paragraph.strip())}</p>")
-        if s.image is not None:
-            body.append(f'<img src="{_data_uri(out_dir / s.image)}" alt="{e(s.heading)}">')
-        if s.table_html is not None:
-            body.append(s.table_html)
-        elif s.table_md is not None:
-            body.append(f"<pre>{e(s.table_md)}</pre>")
+                body.append(f"<p>{escape(paragraph.strip())}</p>")
+        if section.image is not None:
+            body.append(f'<img src="{_data_uri(out_dir / section.image)}" alt="{escape(section.heading)}">')
+        if section.table_html is not None:
+            body.append(section.table_html)
+        elif section.table_md is not None:
+            body.append(f"<pre>{escape(section.table_md)}</pre>")
         body.append("</section>")
     body.append("<section>")
     body.append("<h2>Parameters</h2>")
-    body.append(f"<pre>{e(_params_yaml(params))}</pre>")
+    body.append(f"<pre>{escape(_params_yaml(params))}</pre>")
     body.append("</section>")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
@@ -164,7 +164,8 @@ def write_report(
     """
     out_dir = Path(out_dir)
     missing = [
-        s.image for s in sections if s.image is not None and not (out_dir / s.image).is_file()
+        section.image for section in sections
+        if section.image is not None and not (out_dir / section.image).is_file()
     ]
     if missing:
         raise FileNotFoundError(f"section images missing from {out_dir}: {missing}")

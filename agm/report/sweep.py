@@ -1,4 +1,4 @@
-"""The λ sweep: AGM's metrics against λ, gathered from `dvc exp show --json` (issue 9).
+"""The λ sweep: AGM's metrics against λ, gathered from `dvc exp show --json`.
 
 Each experiment (and the workspace and the commits `dvc exp show` lists) contributes one row per seed
 of AGM's metrics files ``metrics/agm/s<seed>.json``, keyed by its ``lambda`` param. Rows that repeat

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
+from agm.data import to_model_range
 from agm.metrics import (
     FeatureNet,
     extract_features,
@@ -16,6 +17,7 @@ from agm.metrics import (
     save_feature_net,
     train_feature_net,
 )
+from agm.metrics.feature_net import images_to_input
 
 TRAIN_SIZE = 1438  # the default profile's 80 % split of the 1,797 digits
 
@@ -124,3 +126,12 @@ def test_input_validation(digits):
         train_feature_net(x, y, epochs=1, batch_size=4, lr=1e-3, seed=0, heldout_images=x)
     with pytest.raises(ValueError, match="uint8"):
         train_feature_net(x.astype(np.float32), y, epochs=1, batch_size=4, lr=1e-3, seed=0)
+
+
+def test_input_is_the_model_range_bit_for_bit():
+    """images_to_input is agm.data.to_model_range: every uint8 value gives exactly the former x / 127.5 - 1."""
+    values = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    x = images_to_input(values.numpy(), torch.device("cpu"))
+    assert x.dtype == torch.float32
+    assert torch.equal(x, values.to(dtype=torch.float32) / 127.5 - 1.0)
+    assert torch.equal(x, to_model_range(values))

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from agm.report.figures import (
-    first_step_reaching,
     plot_metric_vs_steps,
     plot_saliency,
     plot_sample_comparison,
@@ -144,32 +143,6 @@ def test_plot_weight_stats(tmp_path: Path, with_std: bool) -> None:
     path = tmp_path / "weights.png"
     plot_weight_stats({"agm": df}, path)
     _assert_figure_png(path)
-
-
-# --- first_step_reaching ------------------------------------------------------------------------
-
-
-def test_first_step_reaching_lower_is_better() -> None:
-    steps = [100, 200, 300, 400]
-    fd = [40.0, 30.0, 28.0, 27.0]
-    assert first_step_reaching(steps, fd, target=28.0) == 300  # equal counts as reached
-    assert first_step_reaching(steps, fd, target=29.0) == 300
-    assert first_step_reaching(steps, fd, target=50.0) == 100
-    assert first_step_reaching(steps, fd, target=10.0) is None
-
-
-def test_first_step_reaching_higher_is_better() -> None:
-    steps = [100, 200, 300]
-    recall = [0.90, 0.95, 0.93]
-    assert first_step_reaching(steps, recall, target=0.94, lower_is_better=False) == 200
-    assert first_step_reaching(steps, recall, target=0.99, lower_is_better=False) is None
-
-
-def test_first_step_reaching_sorts_steps_and_skips_nan() -> None:
-    assert first_step_reaching([300, 100, 200], [1.0, float("nan"), 2.0], target=2.0) == 200
-    assert isinstance(first_step_reaching(np.array([5]), np.array([0.0]), target=1.0), int)
-    with pytest.raises(ValueError, match="length"):
-        first_step_reaching([1, 2], [1.0], target=0.0)
 
 
 def test_plot_weight_by_time(tmp_path: Path) -> None:

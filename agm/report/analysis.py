@@ -1,0 +1,124 @@
+"""The report's computations over logged curves, metrics and metric-vs-steps frames; no drawing, no files.
+
+- :func:`ewm_smooth`: the exponential moving average that both the figures' trend lines and the
+  collapse rule of the controls smooth with (each caller picks its own span).
+- :func:`first_step_reaching`: the first checkpoint step at which a metric reaches a target level.
+- :func:`mean_over_seeds`: per-step mean and 95 % half-width of several seeds' metric-vs-steps frames.
+- :func:`compare_steps`: when AGM's mean curve first reaches the baseline's final value.
+- :func:`reproduced_metrics`: per-seed distance, precision and recall of every model, as Table 3 takes them.
+- :func:`weight_time_correlation`: the mean over seeds of each run's average corr(w, t).
+- :func:`logged_step_times`: each run's logged seconds per step, as the training-cost table takes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from agm.report.tables import MeanCI, mean_ci
+
+
+def ewm_smooth(values: pd.Series, span: int) -> pd.Series:
+    """Exponential moving average of ``values`` with the given ``span`` (pandas' ``ewm``); NaNs are skipped.
+
+    Callers that want a span proportional to the curve's length pass e.g. ``max(2, len(values) // 50)``.
+    """
+    return values.ewm(span=span, ignore_na=True).mean()
+
+
+def first_step_reaching(
+    steps: Sequence[int],
+    values: Sequence[float],
+    target: float,
+    lower_is_better: bool = True,
+) -> int | None:
+    """The smallest step whose value is at least as good as ``target``, or None if none is.
+
+    "At least as good" is ``value <= target`` when lower is better (FD), else ``value >= target``
+    (precision, recall). NaN values never reach the target.
+
+    Args:
+        steps: checkpoint steps, in any order.
+        values: metric value at each step, same length as ``steps``.
+        target: level to reach.
+        lower_is_better: direction of the metric.
+    """
+    if len(steps) != len(values):
+        raise ValueError(f"steps and values differ in length: {len(steps)} vs {len(values)}")
+    for step, value in sorted(zip(steps, values, strict=True)):
+        if value <= target if lower_is_better else value >= target:
+            return int(step)
+    return None
+
+
+def mean_over_seeds(frames: Sequence[pd.DataFrame], metric: str) -> pd.DataFrame:
+    """Per-step mean of the metric-vs-steps frames of several seeds, with a 95% half-width column.
+
+    Returns:
+        DataFrame with columns step, ``metric``, ``f"{metric}_ci"`` (nan with one seed) and n, by step.
+    """
+    long = pd.concat(frames, ignore_index=True)
+    rows = []
+    for step, group in long.groupby("step", sort=True):
+        ci = mean_ci(group[metric].tolist())
+        rows.append({"step": int(step), metric: ci.mean, f"{metric}_ci": ci.half_width, "n": ci.n})
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class StepsComparison:
+    """AGM's metric-vs-steps curve against the baseline's final value, both averaged over seeds.
+
+    Attributes:
+        curves: long frame of the per-step means (columns step, metric, metric_ci, n, model), baseline first.
+        baseline_final: the baseline's mean metric at its last step.
+        agm_reaches_at: the first step at which AGM's mean is at least as good (lower), or None.
+        total_steps: the baseline's last step.
+    """
+
+    curves: pd.DataFrame
+    baseline_final: float
+    agm_reaches_at: int | None
+    total_steps: int
+
+
+def compare_steps(steps: dict[str, Sequence[pd.DataFrame]], metric: str) -> StepsComparison:
+    """Average "baseline" and "agm" over seeds and find where AGM reaches the baseline's final ``metric``.
+
+    Args:
+        steps: model -> per-seed metric-vs-steps frames (columns step, ``metric``, ...); lower is better.
+    """
+    means = {model: mean_over_seeds(steps[model], metric) for model in ("baseline", "agm")}
+    curves = pd.concat([means[model].assign(model=model) for model in ("baseline", "agm")], ignore_index=True)
+    baseline_final = float(means["baseline"][metric].iloc[-1])
+    reach = first_step_reaching(means["agm"]["step"].tolist(), means["agm"][metric].tolist(), baseline_final,
+                                lower_is_better=True)
+    return StepsComparison(curves, baseline_final, reach, int(means["baseline"]["step"].max()))
+
+
+def reproduced_metrics(metrics: dict[str, Sequence[dict[str, Any]]], models: Sequence[str],
+                       distance: str) -> dict[str, dict[str, list[float]]]:
+    """model -> {"distance", "precision", "recall"} -> per-seed values, from the evaluate stage's metrics.
+
+    Args:
+        metrics: model -> per-seed metrics dicts.
+        models: the models to take, in order.
+        distance: the key of the distance in a metrics dict (e.g. "fd_digits").
+    """
+    return {model: {"distance": [row[distance] for row in metrics[model]],
+                    "precision": [row["precision"] for row in metrics[model]],
+                    "recall": [row["recall"] for row in metrics[model]]} for model in models}
+
+
+def weight_time_correlation(curves: Sequence[pd.DataFrame]) -> MeanCI:
+    """Mean and 95 % interval over seeds of each run's corr(w, t) averaged over its logged steps (w_t_corr)."""
+    return mean_ci([float(curve["w_t_corr"].mean()) for curve in curves])
+
+
+def logged_step_times(curves: dict[str, Sequence[pd.DataFrame]]) -> dict[str, list[list[float]]]:
+    """model -> per-seed logged seconds per training step (dvclive's step_time_s, NaNs dropped)."""
+    return {model: [curve["step_time_s"].dropna().tolist() for curve in per_seed]
+            for model, per_seed in curves.items()}

@@ -1,0 +1,278 @@
+"""The report's sections, one function each: draw its figure (if any) and return its :class:`Section` list.
+
+Each function takes the loaded stage outputs (:class:`RunOutputs`), the figures folder and the few plain
+parameter values it needs, and returns the section(s) to show, in page order; an empty list when the
+run has nothing for that section (e.g. no controls, or λ = 0 and so no potential).
+The numbers come from :mod:`agm.report.analysis` and :mod:`agm.report.controls`; the drawing from
+:mod:`agm.report.figures`; the tables from :mod:`agm.report.tables`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from agm.data import to_model_range
+from agm.metrics.spaces import DESCRIPTIONS, DISTANCE_NAMES
+from agm.model_file import load_potential
+from agm.report import analysis, figures, tables
+from agm.report import controls as controls_report
+from agm.report.page import Section
+from agm.saliency import saliency_at_times
+from agm.time_weighting import TimeWeightTable
+
+FIGURES = "figures"
+"""The report's figures folder, relative to the report folder (images are referenced by this path)."""
+
+SALIENCY_TIMES = (0.1, 0.5, 0.9)
+"""The bridge times of Fig. 5."""
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """The finished stage outputs the report shows, loaded.
+
+    Attributes:
+        models: model names, "baseline" and "agm" first, then any controls.
+        seeds: the training seeds; every per-seed list below follows this order.
+        real: real training images, uint8 (N, C, H, W).
+        grids: model → uint8 sample grid of the first seed (Fig. 3).
+        curves: model → dvclive curves per seed (step, drift_loss or action_loss, potential_loss, w_*).
+        metrics: model → per-seed metrics dicts (the evaluate stage's JSON).
+        features_metrics: the features stage's JSON (feature space, classifier accuracy, real vs real).
+        steps: model → per-seed metric-vs-steps frames (step, distance column, precision, recall).
+        agm_model: model.pt of the AGM run of the first seed, for Fig. 5 (None: no Fig. 5).
+        time_table: AGM's mean weight per t-bin (first seed), for the weight-vs-t figure.
+    """
+
+    models: Sequence[str]
+    seeds: Sequence[int]
+    real: np.ndarray
+    grids: dict[str, np.ndarray]
+    curves: dict[str, list[pd.DataFrame]]
+    metrics: dict[str, list[dict[str, Any]]]
+    features_metrics: dict[str, Any]
+    steps: dict[str, list[pd.DataFrame]]
+    agm_model: Path | None = None
+    time_table: TimeWeightTable | None = None
+
+    @property
+    def space(self) -> str:
+        """The feature space of the metrics ("digits" or "inception")."""
+        return self.features_metrics["feature_space"]
+
+    @property
+    def dist(self) -> str:
+        """The distance's key in the metrics (e.g. "fd_digits")."""
+        return DISTANCE_NAMES[self.space]
+
+    @property
+    def dist_title(self) -> str:
+        """The distance's column header: FID only when it is one."""
+        return "FID (Inception-v3)" if self.space == "inception" else "FD (digit-classifier features)"
+
+    @property
+    def controls(self) -> list[str]:
+        """The control models, in order."""
+        return [m for m in self.models if m not in ("baseline", "agm")]
+
+    @property
+    def seed_text(self) -> str:
+        return f"seed {self.seeds[0]}" if len(self.seeds) == 1 else f"seeds {', '.join(map(str, self.seeds))}"
+
+    @property
+    def interval(self) -> str:
+        """How the tables' cells are aggregated over seeds, in words."""
+        if len(self.seeds) > 1:
+            return "mean ± 95% Student-t interval over " + self.seed_text
+        return f"one {self.seed_text}, so no interval (list more in params `seeds`)"
+
+    def reproduced(self) -> dict[str, dict[str, list[float]]]:
+        """model → distance / precision / recall → per-seed values, every model."""
+        return analysis.reproduced_metrics(self.metrics, self.models, self.dist)
+
+
+def _figure(name: str) -> str:
+    return f"{FIGURES}/{name}"
+
+
+def samples_section(outputs: RunOutputs, fig_dir: Path, grid_nfe: int) -> list[Section]:
+    """Fig. 3: real images beside each model's uncurated grid (sampled with ``grid_nfe`` steps)."""
+    grids = outputs.grids
+    figures.plot_sample_comparison(outputs.real[: len(next(iter(grids.values())))], grids,
+                                   fig_dir / "fig3_samples.png",
+                                   title="Real images and uncurated samples (same noise for every model)")
+    return [Section(
+        "Fig. 3 — samples", f"Uncurated samples at NFE {grid_nfe} with a fixed seed "
+        f"(training seed {outputs.seeds[0]}), beside real training images.", image=_figure("fig3_samples.png"))]
+
+
+def training_curves_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
+    """Fig. 4: the first seed's drift loss of every drift model, and the potential loss."""
+    drift_models = {m: outputs.curves[m][0] for m in outputs.models if "drift_loss" in outputs.curves[m][0]}
+    figures.plot_training_curves(drift_models, fig_dir / "fig4_training_curves.png")
+    return [Section(
+        "Fig. 4 — training curves", f"Top: (weighted) drift loss L_f on a log scale, every drift model overlaid "
+        f"(seed {outputs.seeds[0]}). Bottom: the potential loss L_V (models with a V).",
+        image=_figure("fig4_training_curves.png"))]
+
+
+def saliency_panels(model: str | os.PathLike[str], real: np.ndarray, sigma_max: float, schedule: str,
+                    seed: int, n: int = 4) -> tuple[dict[float, np.ndarray], dict[float, np.ndarray]]:
+    """Bridge samples x_t of the first ``n`` real images (uint8) at t in SALIENCY_TIMES and |∇ₓV(x_t)|.
+
+    Returns (t → (n, C, H, W), t → (n, H, W)) arrays, x0 and ε drawn from a generator seeded with ``seed``.
+    """
+    potential = load_potential(model)
+    x1 = to_model_range(torch.from_numpy(np.asarray(real[:n])))
+    x_t, saliency = saliency_at_times(potential, x1, SALIENCY_TIMES, sigma_max, torch.Generator().manual_seed(seed),
+                                      schedule)
+    return {t: v.numpy() for t, v in x_t.items()}, {t: v.numpy() for t, v in saliency.items()}
+
+
+def saliency_section(outputs: RunOutputs, fig_dir: Path, sigma_max: float, schedule: str,
+                     seed: int) -> list[Section]:
+    """Fig. 5: the trained potential's saliency on bridge samples (none without an AGM model)."""
+    if outputs.agm_model is None:
+        return []
+    x_t, saliency = saliency_panels(outputs.agm_model, outputs.real, sigma_max, schedule, seed)
+    figures.plot_saliency(x_t, saliency, fig_dir / "fig5_saliency.png")
+    return [Section(
+        "Fig. 5 — saliency of the potential", "|∇ₓV(x_t)| of the trained potential on bridge samples of "
+        "real images at t = 0.1, 0.5, 0.9 (each map scaled to its own maximum).",
+        image=_figure("fig5_saliency.png"))]
+
+
+def table3_sections(outputs: RunOutputs, profile: str) -> list[Section]:
+    """Table 3 reproduced (baseline and AGM, with the real-vs-real reference), then the paper's."""
+    reproduced, dist, seeds = outputs.reproduced(), outputs.dist, outputs.seeds
+    t3 = tables.table3({m: reproduced[m] for m in ("baseline", "agm")}, outputs.dist_title)
+    n_samples = outputs.metrics["agm"][0]["n_samples"]
+    features = outputs.features_metrics
+    rr = features["real_vs_real"]
+    text = (f"Reproduced with the **{profile}** profile, {n_samples} samples per model, {outputs.interval}; "
+            f"feature space: {DESCRIPTIONS[outputs.space]}. Real-vs-real reference (held-out vs training images): "
+            f"{dist} = {rr[dist]:.3f}, precision = {rr['precision']:.3f}, recall = {rr['recall']:.3f}.")
+    if "classifier_heldout_accuracy" in features:
+        text += f" The classifier's held-out accuracy is {features['classifier_heldout_accuracy']:.3f}."
+    if len(seeds) > 1:
+        text += (" Runs of one seed share f's initialisation and every random draw, so the paired difference "
+                 "removes the seed-to-seed spread: " + controls_report.describe_paired(
+                     {m: reproduced[m]["distance"] for m in ("baseline", "agm")}, "baseline", dist))
+    pt3 = tables.paper_table3()
+    return [
+        Section("Table 3 — reproduced", text, table_md=tables.to_markdown(t3), table_html=tables.to_html(t3)),
+        Section("Table 3 — the paper (CelebA-HQ 64×64, FID on 10k samples, 500k steps)",
+                "The paper's numbers, for comparison of the direction and size of the change; "
+                "absolute values are not comparable across feature spaces or profiles.",
+                table_md=tables.to_markdown(pt3), table_html=tables.to_html(pt3)),
+    ]
+
+
+def every_model_section(outputs: RunOutputs) -> list[Section]:
+    """Table 3's evaluation for every model, the controls included (none without controls)."""
+    if not outputs.controls:
+        return []
+    reproduced = outputs.reproduced()
+    every = tables.table3(reproduced, outputs.dist_title)
+    paired = controls_report.describe_paired({m: reproduced[m]["distance"] for m in outputs.models}, "agm",
+                                             outputs.dist) if len(outputs.seeds) > 1 else ""
+    return [Section(
+        "Every model — controls beside Table 3", f"The same evaluation for every model, {outputs.interval}. "
+        "no_detach: AGM without the stop-gradient (paper §4.4); time_only: no V, the loss weighted by AGM's "
+        "mean weight at each t; action_matching: a scalar action s(x, t) sampled along ∇ₓs (Neklyudov et "
+        "al., 2023). The Δ rows compare AGM with the baseline. " + paired,
+        table_md=tables.to_markdown(every), table_html=tables.to_html(every))]
+
+
+def metric_vs_steps_section(outputs: RunOutputs, fig_dir: Path, snapshot_samples: int) -> list[Section]:
+    """The distance of the EMA snapshots against training steps, and when AGM reaches the baseline's final
+    value (none unless both the baseline and AGM have snapshots)."""
+    if not all(outputs.steps.get(m) for m in ("baseline", "agm")):
+        return []
+    dist, seeds, seed_text = outputs.dist, outputs.seeds, outputs.seed_text
+    comparison = analysis.compare_steps(outputs.steps, dist)
+    base_final, reach, total = comparison.baseline_final, comparison.agm_reaches_at, comparison.total_steps
+    figures.plot_metric_vs_steps(comparison.curves, dist, fig_dir / "metric_vs_steps.png", target=base_final,
+                                 target_label="baseline, final")
+    claim = (f"AGM first reaches the baseline's final {dist} ({base_final:.3f}) at step {reach} of {total} "
+             f"({100 * reach / total:.0f}% of the steps)." if reach is not None else
+             f"AGM never reaches the baseline's final {dist} ({base_final:.3f}) within {total} steps.")
+    return [Section(
+        "Metric vs training steps", f"The EMA snapshots evaluated with {snapshot_samples} "
+        f"samples each ({'mean ± 95% interval over ' + seed_text if len(seeds) > 1 else seed_text}). The "
+        f"paper claims AGM at ≈70% of the steps matches the baseline at 100%. {claim}",
+        image=_figure("metric_vs_steps.png"))]
+
+
+def training_cost_section(outputs: RunOutputs) -> list[Section]:
+    """Logged seconds per training step of every model and the ratio to AGM's."""
+    cost = tables.training_cost(analysis.logged_step_times({m: outputs.curves[m] for m in outputs.models}))
+    return [Section(
+        "Training cost", "Wall-clock seconds per training step as each run logged it (the median of its "
+        f"logging intervals; {outputs.interval}), and the ratio to AGM's step paired by seed. These are times on "
+        "the machine that ran the pipeline: runs that shared it with other work are slower.",
+        table_md=tables.to_markdown(cost), table_html=tables.to_html(cost))]
+
+
+def weight_stats_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
+    """Min / mean / max of the importance weights of every weighted model, and corr(w, t)
+    (none when no model logs weights)."""
+    weighted = {m: outputs.curves[m][0] for m in outputs.models if "w_mean" in outputs.curves[m][0]}
+    if not weighted:
+        return []
+    figures.plot_weight_stats(weighted, fig_dir / "weight_stats.png")
+    corr = {m: analysis.weight_time_correlation(outputs.curves[m]) for m in weighted}
+    text = (f"Min / mean / max of w per logged step (seed {outputs.seeds[0]}). Correlation of w with t over a "
+            "batch, averaged over logged steps: " + ", ".join(f"{m}: {v.format(3)}" for m, v in corr.items())
+            + ".")
+    return [Section("Importance weights", text, image=_figure("weight_stats.png"))]
+
+
+def weight_by_time_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
+    """AGM's mean weight per t-bin, the table the time_only control trains with (none without one)."""
+    table = outputs.time_table
+    if table is None:
+        return []
+    figures.plot_weight_by_time(table.weights, fig_dir / "weight_by_time.png")
+    return [Section(
+        "AGM's weight as a function of t", f"AGM's mean importance weight per t-bin over the whole run "
+        f"(seed {outputs.seeds[0]}, {table.bins} bins, normalised to unit mean over t): the table the time_only "
+        "control trains with. A flat line means V's weights carry no time information.",
+        image=_figure("weight_by_time.png"))]
+
+
+def no_detach_sections(outputs: RunOutputs, fig_dir: Path, margin: float) -> list[Section]:
+    """AGM without the stop-gradient against AGM: curves, weights and a collapse verdict per seed
+    (none unless the no_detach control ran). ``margin`` is the hinge margin m of L_V."""
+    if "no_detach" not in outputs.models:
+        return []
+    curves = outputs.curves
+    pair = {"agm": curves["agm"][0], "no_detach": curves["no_detach"][0]}
+    figures.plot_training_curves(pair, fig_dir / "no_detach_curves.png")
+    figures.plot_weight_stats(pair, fig_dir / "no_detach_weights.png")
+    verdicts = [f"seed {seed}: " + controls_report.describe_collapse(controls_report.collapse_step(
+        no_detach, agm, margin)) for seed, no_detach, agm in zip(outputs.seeds, curves["no_detach"], curves["agm"])]
+    return [
+        Section("No stop-gradient (paper §4.4)", "Drift loss, potential loss and weights of AGM without the "
+                "stop-gradient against the stop-gradient run. The paper claims a collapse within 20k steps at "
+                "full scale. " + " ".join(verdicts), image=_figure("no_detach_curves.png")),
+        Section("No stop-gradient — weights", "", image=_figure("no_detach_weights.png")),
+    ]
+
+
+def time_only_section(outputs: RunOutputs) -> list[Section]:
+    """The time_only control minus AGM, paired by seed, with its verdict (none unless time_only ran)."""
+    if "time_only" not in outputs.models:
+        return []
+    reproduced = outputs.reproduced()
+    difference = controls_report.paired_difference(reproduced["time_only"]["distance"],
+                                                    reproduced["agm"]["distance"])
+    return [Section("Time-only weighting against AGM", controls_report.describe_time_only(difference, outputs.dist))]

@@ -1,0 +1,120 @@
+"""Tests for agm.report.analysis on small inputs with hand-computed answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agm.report.analysis import (
+    compare_steps,
+    ewm_smooth,
+    first_step_reaching,
+    logged_step_times,
+    mean_over_seeds,
+    reproduced_metrics,
+    weight_time_correlation,
+)
+
+T_975_DF1 = 12.706204736174707  # t_{0.975, 1}
+
+# --- ewm_smooth ---------------------------------------------------------------------------------
+
+
+def test_ewm_smooth_closed_form() -> None:
+    # span 3 -> alpha = 2 / (3 + 1) = 0.5; adjusted weights: y_1 = (x_1 + 0.5 x_0) / 1.5, and so on.
+    smoothed = ewm_smooth(pd.Series([0.0, 3.0, 6.0]), span=3)
+    assert smoothed.tolist() == pytest.approx([0.0, 2.0, (6.0 + 0.5 * 3.0) / 1.75])
+
+
+def test_ewm_smooth_skips_nan_and_keeps_constants() -> None:
+    assert ewm_smooth(pd.Series([2.0] * 10), span=4).tolist() == pytest.approx([2.0] * 10)
+    with_nan = ewm_smooth(pd.Series([1.0, math.nan, 1.0]), span=2)
+    assert with_nan.tolist() == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_ewm_smooth_matches_both_callers_spans() -> None:
+    # the figures' trend line (span len // 50) and the controls' collapse rule (span len // 20)
+    values = pd.Series(np.random.default_rng(0).random(200))
+    for divisor in (50, 20):
+        span = max(2, len(values) // divisor)
+        expected = values.ewm(span=span, ignore_na=True).mean()
+        pd.testing.assert_series_equal(ewm_smooth(values, span), expected)
+
+
+# --- first_step_reaching ------------------------------------------------------------------------
+
+
+def test_first_step_reaching_lower_is_better() -> None:
+    steps = [100, 200, 300, 400]
+    fd = [40.0, 30.0, 28.0, 27.0]
+    assert first_step_reaching(steps, fd, target=28.0) == 300  # equal counts as reached
+    assert first_step_reaching(steps, fd, target=29.0) == 300
+    assert first_step_reaching(steps, fd, target=50.0) == 100
+    assert first_step_reaching(steps, fd, target=10.0) is None
+
+
+def test_first_step_reaching_higher_is_better() -> None:
+    steps = [100, 200, 300]
+    recall = [0.90, 0.95, 0.93]
+    assert first_step_reaching(steps, recall, target=0.94, lower_is_better=False) == 200
+    assert first_step_reaching(steps, recall, target=0.99, lower_is_better=False) is None
+
+
+def test_first_step_reaching_sorts_steps_and_skips_nan() -> None:
+    assert first_step_reaching([300, 100, 200], [1.0, float("nan"), 2.0], target=2.0) == 200
+    assert isinstance(first_step_reaching(np.array([5]), np.array([0.0]), target=1.0), int)
+    with pytest.raises(ValueError, match="length"):
+        first_step_reaching([1, 2], [1.0], target=0.0)
+
+
+# --- metric vs steps ----------------------------------------------------------------------------
+
+
+def _steps(values: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"step": [100, 200, 300][: len(values)], "fd": values})
+
+
+def test_mean_over_seeds() -> None:
+    means = mean_over_seeds([_steps([10.0, 6.0]), _steps([12.0, 8.0])], "fd")
+    assert list(means.columns) == ["step", "fd", "fd_ci", "n"]
+    assert means["step"].tolist() == [100, 200]
+    assert means["fd"].tolist() == pytest.approx([11.0, 7.0])
+    assert means["fd_ci"].tolist() == pytest.approx([T_975_DF1, T_975_DF1])  # s = √2, /√2
+    assert means["n"].tolist() == [2, 2]
+    one = mean_over_seeds([_steps([5.0])], "fd")
+    assert one["fd"].tolist() == [5.0] and math.isnan(one["fd_ci"].iloc[0])
+
+
+def test_compare_steps_finds_where_agm_reaches_the_baseline() -> None:
+    steps = {"baseline": [_steps([30.0, 20.0, 10.0]), _steps([32.0, 22.0, 12.0])],
+             "agm": [_steps([25.0, 10.0, 5.0]), _steps([27.0, 12.0, 7.0])]}
+    comparison = compare_steps(steps, "fd")
+    assert comparison.baseline_final == pytest.approx(11.0)
+    assert comparison.agm_reaches_at == 200  # AGM's mean 11.0 at step 200 equals the baseline's final
+    assert comparison.total_steps == 300
+    assert comparison.curves["model"].tolist() == ["baseline"] * 3 + ["agm"] * 3
+    never = compare_steps({"baseline": [_steps([3.0, 2.0])], "agm": [_steps([5.0, 4.0])]}, "fd")
+    assert never.agm_reaches_at is None and never.total_steps == 200
+
+
+# --- metrics and curves -------------------------------------------------------------------------
+
+
+def test_reproduced_metrics() -> None:
+    metrics = {"agm": [{"fd": 1.0, "precision": 0.5, "recall": 0.6}, {"fd": 2.0, "precision": 0.7, "recall": 0.8}],
+               "baseline": [{"fd": 3.0, "precision": 0.1, "recall": 0.2}] * 2}
+    out = reproduced_metrics(metrics, ["baseline", "agm"], "fd")
+    assert list(out) == ["baseline", "agm"]
+    assert out["agm"] == {"distance": [1.0, 2.0], "precision": [0.5, 0.7], "recall": [0.6, 0.8]}
+
+
+def test_weight_time_correlation_and_step_times() -> None:
+    curves = [pd.DataFrame({"w_t_corr": [0.1, 0.3], "step_time_s": [math.nan, 2.0]}),
+              pd.DataFrame({"w_t_corr": [0.4, 0.4], "step_time_s": [1.0, 3.0]})]
+    corr = weight_time_correlation(curves)  # per-seed means 0.2 and 0.4
+    assert corr.mean == pytest.approx(0.3) and corr.n == 2
+    assert corr.half_width == pytest.approx(T_975_DF1 * 0.1)  # s = 0.1·√2, /√2
+    assert logged_step_times({"agm": curves}) == {"agm": [[2.0], [1.0, 3.0]]}
