@@ -36,8 +36,9 @@ def main() -> None:
     rows = sweep_rows(json.loads(text))
     summary = summarize(rows)
     with atomic_dir(args.out) as out:
-        rows.to_csv(out / "lambda.csv", index=False, float_format="%.6g")
-        summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
+        # 10 significant digits: the metrics carry 4 decimals, and an FD in the hundreds needs 8 to keep them
+        rows.to_csv(out / "lambda.csv", index=False, float_format="%.10g")
+        summary.to_csv(out / "summary.csv", index=False, float_format="%.10g")
         plot_sweep(summary, out / "lambda.png")
     print(summary.to_string(index=False))
 
