@@ -6,7 +6,6 @@ The objective, the action network and its drift live in agm.action_matching; thi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -61,9 +60,12 @@ class ActionMatchingTrainer(TrainerBase):
         ema_decay: float = 0.9999,
         amp: str = "none",
         fused: bool = False,
+        warmup_steps: int = 0,
+        ema_warmup: bool = False,
     ) -> None:
         super().__init__(s, lr=lr_f, betas=betas, weight_decay=weight_decay, grad_clip=grad_clip,
-                         ema_decay=ema_decay, amp=amp, fused=fused)
+                         ema_decay=ema_decay, amp=amp, fused=fused, warmup_steps=warmup_steps,
+                         ema_warmup=ema_warmup)
         self.sigma_max, self.schedule = sigma_max, schedule
 
     def _action(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -81,6 +83,7 @@ class ActionMatchingTrainer(TrainerBase):
             z: the potential's negatives in AGM; unused (no potential). The loss is a plain batch mean, and
                 DDP's gradient average over processes makes it the global batch's mean.
         """
+        self._begin_step()
         bridge = sample_bridge(x0, x1, t, eps, self.sigma_max, self.schedule)
         self.opt_f.zero_grad(set_to_none=True)
         loss = action_matching_loss(self._action, x0, x1, bridge.x_t, t).mean()
@@ -88,13 +91,3 @@ class ActionMatchingTrainer(TrainerBase):
         self.scaler.update()
         self.ema.update(self.f)
         return ActionStepStats(action_loss=global_mean(loss))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"s": self.f.state_dict(), "ema": self.ema.model.state_dict(), "opt": self.opt_f.state_dict(),
-                "scaler": self.scaler.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.f.load_state_dict(state["s"])
-        self.ema.model.load_state_dict(state["ema"])
-        self.opt_f.load_state_dict(state["opt"])
-        self.scaler.load_state_dict(state["scaler"])

@@ -71,7 +71,8 @@ class AGMTrainer(TrainerBase):
         margin, mu: hinge margin m and L2 regulariser μ of L_V (docs/spec.md §2).
         lr_f, lr_v, betas, weight_decay: AdamW settings of the two optimisers.
         grad_clip: max gradient norm of f (and V); 0 disables clipping.
-        ema_decay: EMA decay of f.
+        ema_decay: EMA decay of f; ema_warmup: its warm-up d_n = min(d, (1 + n) / (10 + n)) (agm.ema).
+        warmup_steps: linear learning-rate warm-up of both optimisers over this many steps (0: none).
         amp: "none", "bf16" or "fp16" autocast (fp16 uses a GradScaler).
         fused: use fused AdamW (CUDA).
         weight_bins: t-bins of the per-time weight sums S_k, N_k (agm.time_weighting) the trainer keeps;
@@ -96,10 +97,13 @@ class AGMTrainer(TrainerBase):
         ema_decay: float = 0.9999,
         amp: str = "none",
         fused: bool = False,
+        warmup_steps: int = 0,
+        ema_warmup: bool = False,
         weight_bins: int = 50,
     ) -> None:
         super().__init__(f, lr=lr_f, betas=betas, weight_decay=weight_decay, grad_clip=grad_clip,
-                         ema_decay=ema_decay, amp=amp, fused=fused)
+                         ema_decay=ema_decay, amp=amp, fused=fused, warmup_steps=warmup_steps,
+                         ema_warmup=ema_warmup)
         self.V, self.V_train = potential, potential  # V_train: the DDP wrapper under torchrun
         self.weighting = weighting
         self.sigma_max, self.schedule, self.margin, self.mu = sigma_max, schedule, margin, mu
@@ -121,6 +125,7 @@ class AGMTrainer(TrainerBase):
             x1: data in [-1, 1], (b, C, H, W); x0, eps, z: Gaussian noise of the same shape
             (z: the potential's negatives); t: (b,) in [0, 1].
         """
+        self._begin_step()
         bridge = sample_bridge(x0, x1, t, eps, self.sigma_max, self.schedule)
         zero = torch.zeros((), device=x1.device)
         joint = self.V is not None and self.weighting.differentiable  # no stop-gradient (Eq. 12)
@@ -155,22 +160,13 @@ class AGMTrainer(TrainerBase):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "f": self.f.state_dict(),
-            "ema": self.ema.model.state_dict(),
-            "V": self.V.state_dict() if self.V is not None else None,
-            "opt_f": self.opt_f.state_dict(),
-            "opt_v": self.opt_v.state_dict() if self.opt_v is not None else None,
-            "scaler": self.scaler.state_dict(),
-            "weight_by_time": self.weight_by_time.state_dict(),
-        }
+        return {**super().state_dict(), "V": self.V.state_dict() if self.V is not None else None,
+                "opt_v": self.opt_v.state_dict() if self.opt_v is not None else None,
+                "weight_by_time": self.weight_by_time.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.f.load_state_dict(state["f"])
-        self.ema.model.load_state_dict(state["ema"])
-        self.opt_f.load_state_dict(state["opt_f"])
+        super().load_state_dict(state)
         if self.V is not None:
             self.V.load_state_dict(state["V"])
             self.opt_v.load_state_dict(state["opt_v"])
-        self.scaler.load_state_dict(state["scaler"])
         self.weight_by_time.load_state_dict(state["weight_by_time"])

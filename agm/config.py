@@ -133,7 +133,9 @@ class TrainParams:
     betas: tuple[float, float]
     weight_decay: float
     grad_clip: float
+    warmup_steps: int
     ema_decay: float
+    ema_warmup: bool
     amp: Literal["none", "bf16", "fp16"]
     compile: bool
     channels_last: bool
@@ -150,6 +152,7 @@ class TrainParams:
             check_range(f"train.betas[{i}]", b, lo=0.0, hi=1.0, hi_open=True)
         check_range("train.weight_decay", self.weight_decay, lo=0.0)
         check_range("train.grad_clip", self.grad_clip, lo=0.0)
+        check_range("train.warmup_steps", self.warmup_steps, lo=0)
         check_range("train.ema_decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
         check_device("train.device", self.device)
         check_range("train.log_every", self.log_every, lo=1)

@@ -10,7 +10,7 @@ What is measured, for a batch of B images:
                       attention, forward and backward, 2 FLOPs per multiply-add; elementwise ops, norms and the
                       optimiser are not counted (the usual model-FLOPs convention)
     peak fraction     (F_step / t_step) / P, P the device's dense peak for the compute dtype (PEAK_FLOPS);
-                      None where P is not known (every CPU), never a guess
+                      None where P is not known (GPUs not in the table); on the CPU, P is derived (cpu_peak)
 
 The trainer's speed switches (backends, channels_last, torch.compile) are in agm.accelerate.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import resource
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -30,7 +31,9 @@ import torch
 from torch import nn
 from torch.utils import flop_counter
 
+from agm.peaks import device_peak_flops
 from agm.sampler import euler_maruyama
+from agm.train import train
 from agm.trainer_base import TrainerBase
 
 # ---------------------------------------------------------------------------------------------------
@@ -113,54 +116,6 @@ def step_flops(trainer: TrainerBase, batch: StepBatch) -> int:
     twin = copy.deepcopy(trainer, {id(w): None for w, m in wrappers if w is not m})
     twin.f_train, twin.V_train = twin.f, twin.V
     return count_flops(lambda: run_step(twin, batch))
-
-
-# Dense (no structured sparsity) peak tensor-core FLOP/s per GPU, by compute dtype: "bf16" (also fp16) and
-# "tf32" (float32 matmuls and convolutions once configure_backends has allowed TF32). Matched against
-# torch.cuda.get_device_name in this order, so the more specific names come first. Sources: NVIDIA's data
-# sheets, whose sparsity figures are twice these: H100 (SXM5: 989 bf16 / 495 tf32; PCIe: 756 / 378;
-# NVL: 835 / 418), H200 (SXM: as H100 SXM5; NVL: 835 / 418), GH200 (as H100 SXM5), A100 (312 / 156);
-# RTX 4090: Ada Lovelace architecture whitepaper, appendix (165 bf16 with fp32 accumulate / 83 tf32).
-PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
-    ("H100 PCIe", {"bf16": 756e12, "tf32": 378e12}),
-    ("H100 NVL", {"bf16": 835e12, "tf32": 418e12}),
-    ("H200 NVL", {"bf16": 835e12, "tf32": 418e12}),
-    ("GH200", {"bf16": 989e12, "tf32": 495e12}),
-    ("H100", {"bf16": 989e12, "tf32": 495e12}),
-    ("H200", {"bf16": 989e12, "tf32": 495e12}),
-    ("A100", {"bf16": 312e12, "tf32": 156e12}),
-    ("RTX 4090", {"bf16": 165e12, "tf32": 83e12}),
-)
-
-
-def peak_flops_for(device_name: str, dtype: torch.dtype) -> float | None:
-    """Dense peak FLOP/s of the GPU called ``device_name`` for ``dtype`` (float32 means TF32), or None."""
-    kind = {torch.bfloat16: "bf16", torch.float16: "bf16", torch.float32: "tf32"}.get(dtype)
-    for name, peaks in PEAK_FLOPS:
-        if name in device_name:
-            return peaks.get(kind) if kind else None
-    return None
-
-
-def device_peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
-    """Dense peak FLOP/s of ``device`` for ``dtype``; None on the CPU and on GPUs not in PEAK_FLOPS."""
-    if device.type != "cuda":
-        return None
-    return peak_flops_for(torch.cuda.get_device_name(device), dtype)
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model name where the OS tells it (Linux), else the platform."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return sys.platform
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -260,6 +215,33 @@ def bench_train(trainer: TrainerBase, batch: StepBatch, *, warmup: int, steps: i
     )
 
 
+def bench_bare_step(f: nn.Module, batch: StepBatch, *, lr: float, warmup: int, steps: int) -> float:
+    """Seconds per bare network step on ``batch``: f forward on x_t, MSE to the target, backward, AdamW step.
+
+    A copy of f is trained, so ``f`` is left unchanged. What a trainer step adds on top of this (the bridge,
+    the EMA, clipping, statistics, and AGM's potential) is its overhead.
+    """
+    net = copy.deepcopy(f).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr)
+    x_t, target = batch.x0 * 0.5 + batch.x1 * 0.5, batch.x1 - batch.x0
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        (net(x_t, batch.t) - target).square().mean().backward()
+        opt.step()
+
+    return time_per_call(step, warmup=warmup, iters=steps, device=batch.x1.device)
+
+
+def bench_loop(trainer: TrainerBase, data: torch.Tensor, *, batch_size: int, steps: int, seed: int) -> float:
+    """Seconds per step of the training loop itself (agm.train.train: the per-step draws, the step, the NaN
+    check), as its log reports it, over ``steps`` steps on uint8 ``data`` (N, C, H, W); nothing is kept."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(trainer, data, steps=steps, batch_size=batch_size, seed=seed, checkpoint_dir=tmp,
+                       config={}, checkpoint_every=steps + 1, log_every=steps + 1)
+    return result.history[-1]["step_time_s"]
+
+
 @dataclass(frozen=True)
 class SampleBench:
     """Euler–Maruyama sampling speed: one batch of ``batch_size`` images at ``nfe`` drift evaluations."""
@@ -308,7 +290,7 @@ def bench_sample(drift: nn.Module, image_shape: tuple[int, int, int], *, batch_s
 
 __all__ = [
     "count_flops", "StepBatch", "random_batch", "run_step",
-    "step_flops", "PEAK_FLOPS", "peak_flops_for", "device_peak_flops", "device_name", "synchronize",
+    "step_flops", "synchronize",
     "time_per_call", "reset_peak_memory", "peak_memory_bytes", "peak_memory_kind", "count_host_syncs",
-    "TrainBench", "bench_train", "SampleBench", "bench_sample",
+    "TrainBench", "bench_train", "SampleBench", "bench_sample", "bench_bare_step", "bench_loop",
 ]

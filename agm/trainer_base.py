@@ -32,15 +32,38 @@ class TrainerBase:
     default memory format (agm.accelerate.accelerate), since torch.compile has no double backward."""
 
     def __init__(self, f: nn.Module, *, lr: float, betas: tuple[float, float], weight_decay: float,
-                 grad_clip: float, ema_decay: float, amp: str, fused: bool) -> None:
+                 grad_clip: float, ema_decay: float, amp: str, fused: bool, warmup_steps: int = 0,
+                 ema_warmup: bool = False) -> None:
         self.f = self.f_train = f
-        self.grad_clip = grad_clip
-        self.ema = EMA(f, ema_decay)
+        self.grad_clip, self.warmup_steps, self.steps_done = grad_clip, warmup_steps, 0
+        self.ema = EMA(f, ema_decay, warmup=ema_warmup)
         self.adamw: dict[str, Any] = dict(betas=betas, weight_decay=weight_decay, fused=fused or None)
         self.opt_f = torch.optim.AdamW(f.parameters(), lr=lr, **self.adamw)
         self.amp_dtype = AMP_DTYPES[amp]
         self.device = next(f.parameters()).device
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+
+    def _begin_step(self) -> None:
+        """Set every optimiser's learning rate for this step, lr · min(1, (n + 1) / warmup_steps) for the
+        n-th step (a linear warm-up, then constant), and count the step."""
+        factor = min(1.0, (self.steps_done + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        for opt in (self.opt_f, self.opt_v):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+        self.steps_done += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """What every trainer checkpoints: f, its EMA (with its update count), its optimiser, the scaler."""
+        return {"f": self.f.state_dict(), "ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
+                "opt_f": self.opt_f.state_dict(), "scaler": self.scaler.state_dict(), "steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.f.load_state_dict(state["f"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.ema.updates = state["ema_updates"]
+        self.opt_f.load_state_dict(state["opt_f"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.steps_done = state["steps_done"]
 
     def _ddp(self, module: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel as DDP

@@ -66,7 +66,8 @@ def _common(params: Params, variant: str, seed: int, unet: dict[str, Any], devic
     """Keyword arguments every trainer takes, and the configuration every run stores."""
     train = params.train
     opt = dict(lr_f=train.lr, betas=train.betas, weight_decay=train.weight_decay, grad_clip=train.grad_clip,
-               ema_decay=train.ema_decay, amp=train.amp, fused=device.type == "cuda",
+               ema_decay=train.ema_decay, ema_warmup=train.ema_warmup, warmup_steps=train.warmup_steps,
+               amp=train.amp, fused=device.type == "cuda",
                sigma_max=params.bridge.sigma_max, schedule=params.bridge.schedule)
     config = {"variant": variant, "seed": seed, "bridge": dataclasses.asdict(params.bridge), "model": unet,
               "train": {**dataclasses.asdict(train), "device": str(device)}}

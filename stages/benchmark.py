@@ -25,11 +25,12 @@ from agm.accelerate import CompiledOrEager, accelerate, configure_backends
 from agm.config import ParamsError, load_params, resolve_device
 from agm.io import write_json
 from agm.nets import count_parameters
+from agm.peaks import cpu_peak, device_name, device_peak_flops
 from agm.perf import (
+    bench_bare_step,
+    bench_loop,
     bench_sample,
     bench_train,
-    device_name,
-    device_peak_flops,
     peak_memory_kind,
     random_batch,
 )
@@ -77,11 +78,20 @@ def main() -> None:
     batch = random_batch(batch_size, image_shape, seed=seed, device=device)
     train, sizes, notes, trainers = {}, {}, {}, {}
     variants = ("baseline", "agm", "action_matching") if args.action_matching else ("baseline", "agm")
+    data = torch.randint(0, 256, (256, *image_shape), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(seed)).to(device)
+    loop: dict[str, dict[str, float]] = {}
     for variant in variants:
         trainer = build_run(params, variant, seed, image_shape[0], image_shape[1], device).trainer
         notes[variant] = accelerate(trainer, compile=compile_, channels_last=args.channels_last)
         sizes[variant] = count_parameters(trainer.f) + (count_parameters(trainer.V) if trainer.V else 0)
+        # the bare step of the drift U-Net (Action Matching's network is a scalar action: no bare drift step)
+        bare = None if trainer.double_backward else bench_bare_step(trainer.f, batch, lr=params.train.lr,
+                                                                     warmup=args.warmup, steps=args.steps)
         train[variant] = bench_train(trainer, batch, warmup=args.warmup, steps=args.steps)
+        in_loop = bench_loop(trainer, data, batch_size=batch_size, steps=args.steps, seed=seed)
+        loop[variant] = {"bare_step_time_s": bare, "loop_step_time_s": in_loop,
+                         "loop_over_bare": in_loop / bare if bare else None}
         trainers[variant] = trainer
     trainer = trainers["agm"]
     drift = CompiledOrEager(trainer.ema.model, "the EMA drift") if compile_ else trainer.ema.model
@@ -91,12 +101,13 @@ def main() -> None:
     results = {
         "device": {"type": device.type, "name": device_name(device), "torch": torch.__version__,
                    "threads": torch.get_num_threads(),
-                   "peak_flops_per_s": device_peak_flops(device, trainer.amp_dtype or torch.float32)},
+                   "peak_flops_per_s": device_peak_flops(device, trainer.amp_dtype or torch.float32),
+                   "cpu_peak": cpu_peak() if device.type == "cpu" else None},
         "settings": {"params": args.params, "image_shape": list(image_shape), "lambda": params.lam, "seed": seed,
                      "amp": params.train.amp, "compile": compile_, "channels_last": args.channels_last,
                      "applied": applied + notes["agm"], "warmup_steps": args.warmup, "timed_steps": args.steps,
                      "parameters": sizes, "sample_amp": args.sample_amp},
-        "train": {**{v: dataclasses.asdict(r) for v, r in train.items()},
+        "train": {**{v: {**dataclasses.asdict(r), **loop[v]} for v, r in train.items()},
                   "agm_over_baseline_step_time": agm.step_time_s / base.step_time_s,
                   "agm_over_baseline_flops": agm.flops_per_image / base.flops_per_image},
         "sample": dataclasses.asdict(sample),
@@ -112,7 +123,10 @@ def main() -> None:
     for name, r in train.items():
         frac = "n/a" if r.peak_fraction is None else f"{100 * r.peak_fraction:.1f}%"
         print(f"  {name:15s} batch {r.batch_size}: {r.step_time_s * 1e3:.1f} ms/step, {r.images_per_s:.1f} img/s, "
-              f"{r.flops_per_image / 1e9:.3f} GFLOP/img, {r.achieved_flops_per_s / 1e12:.3f} TFLOP/s, peak {frac}")
+              f"{r.flops_per_image / 1e9:.3f} GFLOP/img, {r.achieved_flops_per_s / 1e9:.1f} GFLOP/s, peak {frac}; "
+              f"loop step {loop[name]['loop_step_time_s'] * 1e3:.1f} ms" + (
+                  f", bare network step {loop[name]['bare_step_time_s'] * 1e3:.1f} ms "
+                  f"({loop[name]['loop_over_bare']:.2f}x bare)" if loop[name]["bare_step_time_s"] else ""))
     print(f"  agm/baseline: step time {results['train']['agm_over_baseline_step_time']:.3f}, "
           f"FLOPs {results['train']['agm_over_baseline_flops']:.3f}")
     if args.action_matching:

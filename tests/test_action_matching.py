@@ -379,5 +379,5 @@ def test_runs_in_the_training_loop_and_resumes(tiny_unet_kwargs, toy_data, tmp_p
     assert all(set(r) == {"step", "action_loss", "step_time_s"} and math.isfinite(r["action_loss"])
                for r in straight.history)  # its own quantity, no drift loss or unit-weight statistics
     a, b = (load_checkpoint(tmp_path / run / LATEST)["trainer"] for run in ("a", "b"))
-    for key in ("s", "ema"):
+    for key in ("f", "ema"):
         assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key])

@@ -159,3 +159,26 @@ def test_state_dict_round_trip_reproduces_the_next_step(tmp_path, make_unet, mak
     assert torch.equal(a.potential_loss, b.potential_loss)
     for key in ("f", "ema", "V"):
         assert state_equal(trainer.state_dict()[key], other.state_dict()[key]), key
+
+
+def test_learning_rate_warms_up_linearly_then_stays_for_both_optimisers(make_unet, make_potential):
+    trainer = agm_trainer(make_unet(), make_potential(), lam=0.5, warmup_steps=4, **HYPER)
+    seen = []
+    for seed in range(6):
+        trainer.step(*inputs(seed))
+        seen.append((trainer.opt_f.param_groups[0]["lr"], trainer.opt_v.param_groups[0]["lr"]))
+    lr_f, lr_v = HYPER["lr_f"], HYPER["lr_v"]
+    expected = [(lr_f * min(1, n / 4), lr_v * min(1, n / 4)) for n in range(1, 7)]
+    assert seen == pytest.approx(expected) and trainer.steps_done == 6
+
+
+def test_warm_up_state_survives_a_checkpoint(make_unet, make_potential):
+    trainer = agm_trainer(make_unet(), make_potential(), lam=0.5, warmup_steps=10, ema_warmup=True, **HYPER)
+    for seed in range(3):
+        trainer.step(*inputs(seed))
+    other = agm_trainer(make_unet(seed=5), make_potential(seed=6), lam=0.5, warmup_steps=10, ema_warmup=True,
+                        **HYPER)
+    other.load_state_dict(copy.deepcopy(trainer.state_dict()))
+    assert other.steps_done == 3 and other.ema.updates == 3
+    a, b = trainer.step(*inputs(7)), other.step(*inputs(7))
+    assert torch.equal(a.drift_loss, b.drift_loss) and params_equal(trainer.ema.model, other.ema.model)

@@ -112,7 +112,7 @@ BAD = [
     ("steps-zero", _set("train", "steps", 0), "train.steps"),
     ("ema-decay-one", _set("train", "ema_decay", 1.0), "train.ema_decay"),
     ("beta-one", _set("train", "betas", [0.9, 1.0]), "train.betas[1]"),
-    ("resolution-not-divisible", _set("data", "resolution", 18), "data.resolution"),
+    ("resolution-not-divisible", _set("data", "resolution", 9), "data.resolution"),
     ("resolution-too-small", _set("data", "resolution", 2), "data.resolution"),
     ("channels-two", _set("data", "channels", 2), "data.channels"),
     ("unknown-schedule", _set("bridge", "schedule", "linear"), "bridge.schedule"),

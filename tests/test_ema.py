@@ -86,3 +86,29 @@ def test_decay_zero_copies_the_model():
 def test_decay_out_of_range_is_an_error(decay):
     with pytest.raises(ValueError, match="EMA decay"):
         EMA(_net(), decay=decay)
+
+
+def test_warmup_decay_follows_min_of_decay_and_power_schedule():
+    from agm.ema import ema_decay_at
+
+    assert [ema_decay_at(n, 0.999, True) for n in (0, 1, 10)] == [0.1, 2 / 11, 11 / 20]
+    assert ema_decay_at(10**6, 0.999, True) == 0.999 and ema_decay_at(0, 0.999, False) == 0.999
+
+
+def test_warmup_ema_forgets_the_initial_weights():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    ema = EMA(model, decay=0.995, warmup=True)
+    init = [p.clone() for p in ema.model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    for _ in range(200):
+        ema.update(model)
+    # the weight left on the initial parameters: prod_n d_n = 9! * ... → 9 / 209 · … ≪ 0.995^200 = 0.37
+    share = 1.0
+    for n in range(200):
+        share *= min(0.995, (1 + n) / (10 + n))
+    for p_ema, p0, p in zip(ema.model.parameters(), init, model.parameters(), strict=True):
+        torch.testing.assert_close(p_ema, share * p0 + (1 - share) * p, rtol=1e-5, atol=1e-6)
+    assert share < 0.01 and ema.updates == 200

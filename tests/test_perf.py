@@ -20,10 +20,9 @@ from agm.accelerate import CompiledOrEager, accelerate
 from agm.action_matching import ActionNet
 from agm.action_matching_trainer import ActionMatchingTrainer
 from agm.agm_trainer import AGMTrainer
+from agm.peaks import cpu_peak, device_peak_flops, peak_flops_for
 from agm.perf import (
     count_flops,
-    device_peak_flops,
-    peak_flops_for,
     random_batch,
     run_step,
     step_flops,
@@ -217,9 +216,22 @@ def test_peak_flops_table(name, dtype, peak):
     assert peak_flops_for(name, dtype) == peak
 
 
-def test_no_peak_is_claimed_for_a_cpu():
+CPUINFO = """processor\t: 0
+model name\t: Some Xeon
+cpu MHz\t\t: 2600.000
+flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512bw
+"""
+
+
+def test_cpu_peak_is_cores_lanes_fma_units_two_and_clock():
+    peak = cpu_peak(threads=2, cpuinfo=CPUINFO)
+    assert peak["flops_per_s"] == 2 * 16 * 2 * 2 * 2.6e9 and peak["fp32_lanes"] == 16
+    assert cpu_peak(threads=1, cpuinfo=CPUINFO.replace(" avx512f avx512bw", ""))["flops_per_s"] == 8 * 2 * 2 * 2.6e9
+    assert cpu_peak(cpuinfo="processor\t: 0\n") is None  # no clock: no peak claimed
+
+
+def test_no_peak_is_claimed_for_a_cpu_in_bf16():
     assert device_peak_flops(CPU, torch.bfloat16) is None
-    assert device_peak_flops(CPU, torch.float32) is None
 
 
 def test_timer_leaves_out_the_warm_up_calls():
@@ -259,18 +271,22 @@ def test_benchmark_writes_the_measurements(tmp_path, monkeypatch):
                "--warmup", "1", "--steps", "2", "--nfe", "2", "--sample-batch", "3", "--channels-last")
     r = json.loads(out.read_text())
     assert set(r) == {"device", "settings", "train", "sample", "peak_memory_kind"}
-    assert r["device"]["type"] == "cpu" and r["device"]["peak_flops_per_s"] is None
+    assert r["device"]["type"] == "cpu" and r["device"]["peak_flops_per_s"] == cpu_peak()["flops_per_s"]
     assert r["settings"]["channels_last"] and r["settings"]["applied"] == ["channels_last"]
     for variant in ("baseline", "agm"):
         t = r["train"][variant]
         assert t["batch_size"] == 4 and t["step_time_s"] > 0
         assert t["images_per_s"] == pytest.approx(4 / t["step_time_s"])
-        assert t["peak_fraction"] is None and t["host_syncs_per_step"] is None and t["peak_memory_bytes"] > 0
+        peak = r["device"]["peak_flops_per_s"]
+        assert t["peak_fraction"] == pytest.approx(t["achieved_flops_per_s"] / peak)
+        assert t["host_syncs_per_step"] is None and t["peak_memory_bytes"] > 0
+        assert t["bare_step_time_s"] > 0 and t["loop_over_bare"] == pytest.approx(
+            t["loop_step_time_s"] / t["bare_step_time_s"])
     assert r["train"]["agm_over_baseline_flops"] > 1
     assert r["train"]["agm_over_baseline_step_time"] == pytest.approx(
         r["train"]["agm"]["step_time_s"] / r["train"]["baseline"]["step_time_s"])
     s = r["sample"]
-    assert (s["batch_size"], s["nfe"]) == (3, 2) and s["images_per_s"] > 0 and s["peak_fraction"] is None
+    assert (s["batch_size"], s["nfe"]) == (3, 2) and s["images_per_s"] > 0 and s["peak_fraction"] > 0
 
 
 def test_benchmark_times_action_matching_against_agm(tmp_path, monkeypatch):
