@@ -26,12 +26,14 @@ from agm.distributed import gather, global_mean, local_slice
 from agm.losses import drift_loss, potential_loss
 from agm.time_weighting import WeightByTime
 from agm.trainer_base import TrainerBase
+from agm.weightings import weight_diagnostics
 
 
 class Weighting(Protocol):
     """``weighting(x_t, t)`` → the global batch's weights, unit mean (agm.weightings)."""
 
     differentiable: bool
+    clamp: tuple[float, float] | None
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
 
@@ -51,6 +53,9 @@ class StepStats:
     w_max: torch.Tensor
     w_std: torch.Tensor
     w_t_corr: torch.Tensor
+    w_ratio: torch.Tensor
+    w_ess: torch.Tensor
+    w_clamped: torch.Tensor
 
 
 def _corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -153,16 +158,20 @@ class AGMTrainer(TrainerBase):
             self._optimizer_step(loss_f, self.opt_f, self.f.parameters())
         self.scaler.update()
         self.ema.update(self.f)
+        diagnostics = weight_diagnostics(w_all, self.weighting.clamp)
         return StepStats(
             drift_loss=global_mean(loss_f), potential_loss=global_mean(loss_v), w_min=w_all.min(),
             w_mean=w_all.mean(), w_max=w_all.max(), w_std=w_all.std() if len(w_all) > 1 else zero,
-            w_t_corr=_corr(w_all, t_all),
+            w_t_corr=_corr(w_all, t_all), w_ratio=diagnostics.ratio, w_ess=diagnostics.ess,
+            w_clamped=diagnostics.clamped,
         )
 
     def state_dict(self) -> dict[str, Any]:
+        weighting = getattr(self.weighting, "state_dict", None)  # a weighting with randomness (shuffled)
         return {**super().state_dict(), "V": self.V.state_dict() if self.V is not None else None,
                 "opt_v": self.opt_v.state_dict() if self.opt_v is not None else None,
-                "weight_by_time": self.weight_by_time.state_dict()}
+                "weight_by_time": self.weight_by_time.state_dict(),
+                "weighting": weighting() if weighting is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -170,3 +179,5 @@ class AGMTrainer(TrainerBase):
             self.V.load_state_dict(state["V"])
             self.opt_v.load_state_dict(state["opt_v"])
         self.weight_by_time.load_state_dict(state["weight_by_time"])
+        if state["weighting"] is not None:
+            self.weighting.load_state_dict(state["weighting"])

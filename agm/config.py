@@ -209,7 +209,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainParams, "sample": SampleParams, "eval": EvalParams,
 }
 TOP_LEVEL: dict[str, Any] = {"lambda": float, "seed": int, "seeds": tuple[int, ...], "controls": tuple[str, ...]}
-CONTROLS = ("no_detach", "time_only", "action_matching")
+CONTROLS = ("no_detach", "time_only", "action_matching", "shuffled")
 """Control models beside the baseline and AGM (agm.variants), switched on by listing them in ``controls``."""
 
 

@@ -2,7 +2,8 @@
 
 ``baseline`` and ``agm`` are the paper's two models; the controls test what AGM's weighting adds:
 ``no_detach`` (AGM without the stop-gradient, Eq. 12), ``time_only`` (a weight on t alone, AGM's mean
-weight per t-bin) and ``action_matching`` (Neklyudov et al., 2023). The train stage, the benchmark and
+weight per t-bin), ``action_matching`` (Neklyudov et al., 2023) and ``shuffled`` (AGM's weights permuted
+across the batch). The train stage, the benchmark and
 the tests build trainers from here; ``tests/test_variants.py`` checks each row's params sections against
 its DVC stage in dvc.yaml. A new control is one weighting class (agm.weightings) and one row.
 """
@@ -27,9 +28,9 @@ from agm.model_file import save_model
 from agm.nets import DriftUNet, Potential
 from agm.time_weighting import TimeWeightTable
 from agm.trainer_base import AMP_DTYPES, TrainerBase
-from agm.weightings import PotentialWeights, TimeTableWeights, UnitWeights
+from agm.weightings import PotentialWeights, ShuffledWeights, TimeTableWeights, UnitWeights
 
-WEIGHT_STATS = ("w_min", "w_mean", "w_max", "w_std", "w_t_corr")
+WEIGHT_STATS = ("w_min", "w_mean", "w_max", "w_std", "w_t_corr", "w_ratio", "w_ess", "w_clamped")
 """The weight statistics a weighted run logs (agm.agm_trainer.StepStats)."""
 
 
@@ -74,7 +75,8 @@ def _common(params: Params, variant: str, seed: int, unet: dict[str, Any], devic
     return opt, config
 
 
-def _drift_run(variant: str, *, potential: bool, detach: bool = True, time_table: bool = False):
+def _drift_run(variant: str, *, potential: bool, detach: bool = True, time_table: bool = False,
+               shuffle: bool = False):
     """A variant of the AGM trainer: with V (agm, no_detach) or without (baseline, time_only)."""
 
     def build(params: Params, seed: int, channels: int, resolution: int, device: torch.device,
@@ -90,10 +92,12 @@ def _drift_run(variant: str, *, potential: bool, detach: bool = True, time_table
             V = Potential(**potential_kwargs).to(device)
             weighting = PotentialWeights(V, lam=params.lam, clamp=pot.clamp, detach=detach,
                                          amp_dtype=AMP_DTYPES[params.train.amp])
+            if shuffle:
+                weighting = ShuffledWeights(weighting, seed)
             opt.update(margin=pot.margin, mu=pot.mu, lr_v=pot.lr)
             config.update({"lambda": params.lam, "potential": dataclasses.asdict(pot)})
-        elif potential and not detach:
-            raise ParamsError("the no_detach control needs lambda > 0 (at lambda = 0 there is no V to detach)")
+        elif potential and (not detach or shuffle):
+            raise ParamsError(f"the {variant} control needs lambda > 0 (at lambda = 0 there is no V)")
         elif time_table:
             if table is None:
                 raise ValueError(f"the {variant} variant needs a time-weight table")
@@ -128,6 +132,8 @@ VARIANTS: dict[str, Variant] = {
     "time_only": Variant(_BASE, ("drift_loss", *WEIGHT_STATS, "step_time_s"), True,
                          _drift_run("time_only", potential=False, time_table=True)),
     "action_matching": Variant(_BASE, ("action_loss", "step_time_s"), False, _action_matching),
+    "shuffled": Variant(_WITH_V, ("drift_loss", "potential_loss", *WEIGHT_STATS, "step_time_s"), False,
+                        _drift_run("shuffled", potential=True, shuffle=True)),
 }
 """Every runnable variant; the keys after baseline and agm are the controls (agm.config.CONTROLS)."""
 

@@ -10,6 +10,7 @@ L_f's gradient flows through the weights (the no-stop-gradient ablation, Eq. 12)
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,10 +20,35 @@ from agm.losses import importance_weights
 from agm.time_weighting import time_weights
 
 
+@dataclass(frozen=True)
+class WeightDiagnostics:
+    """How far a batch's weights are from uniform; 0-d tensors (read them only when logging).
+
+    ratio = max w / min w; ess = (Σ w)² / (B Σ w²), the effective sample size as a fraction of B (1 for equal
+    weights, 1/B when one weight carries everything); clamped = the fraction of weights at either clamp bound.
+    """
+
+    ratio: torch.Tensor
+    ess: torch.Tensor
+    clamped: torch.Tensor
+
+
+def weight_diagnostics(w: torch.Tensor, clamp: tuple[float, float] | None = None) -> WeightDiagnostics:
+    """:class:`WeightDiagnostics` of weights ``w`` (B,) > 0; ``clamp``: the bounds they were clamped to, if any."""
+    w = w.detach().float()
+    clamped = torch.zeros((), device=w.device)
+    if clamp is not None:
+        lo, hi = clamp
+        clamped = ((w <= lo * (1 + 1e-6)) | (w >= hi * (1 - 1e-6))).float().mean()
+    return WeightDiagnostics(ratio=w.max() / w.min(), ess=w.sum().square() / (len(w) * w.square().sum()),
+                             clamped=clamped)
+
+
 class UnitWeights:
     """w ≡ 1: bridge matching without reweighting (the baseline, λ = 0)."""
 
     differentiable = False
+    clamp = None
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.ones(len(t) * world()[1], device=t.device)
@@ -66,9 +92,41 @@ class TimeTableWeights:
     """
 
     differentiable = False
+    clamp = None
 
     def __init__(self, table: torch.Tensor) -> None:
         self.table = table
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return time_weights(gather(t), self.table.to(t.device))
+
+
+class ShuffledWeights:
+    """The shuffled-weights control: AGM's weights, randomly permuted across the global batch.
+
+    The same multiset of weights at every step, with no link between a weight and its sample: if AGM matches
+    this control, the information in V's weights is not what helps. The permutation comes from its own
+    generator (seeded, and checkpointed through ``state_dict``), the same on every process.
+
+    Args:
+        inner: the weighting whose weights are shuffled (``PotentialWeights`` with the stop-gradient).
+        seed: seeds the permutations.
+    """
+
+    differentiable = False
+
+    def __init__(self, inner: PotentialWeights, seed: int) -> None:
+        if inner.differentiable:
+            raise ValueError("shuffled weights carry no gradient: shuffle weights with the stop-gradient")
+        self.inner, self.clamp = inner, inner.clamp
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        w = self.inner(x_t, t)
+        return w[torch.randperm(len(w), generator=self.generator).to(w.device)]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])

@@ -148,15 +148,17 @@ def test_ablation_reruns_only_the_agm_branch(repo: Path) -> None:
 def test_sweep_gathers_lambda_from_experiments(repo: Path) -> None:
     """After the λ = 0 experiment, `stages.sweep` finds λ = 0.1 (the commit) and λ = 0 (the experiment)."""
     sh(["python", "-m", "stages.sweep", "--out", "sweep"], repo)
-    rows = pd.read_csv(repo / "sweep" / "lambda.csv")
-    assert sorted(set(rows["lambda"])) == [0.0, 0.1]
+    rows = pd.read_csv(repo / "sweep" / "runs.csv")
+    agm = rows[rows["model"] == "agm"]
+    assert sorted(set(agm["lambda"])) == [0.0, 0.1]
     for lam in (0.0, 0.1):
-        got = rows[rows["lambda"] == lam].sort_values("seed")
+        got = agm[agm["lambda"] == lam].sort_values("seed")
         assert got["seed"].tolist() == list(SEEDS)
-    committed = rows[rows["lambda"] == 0.1].sort_values("seed")["fd_digits"].tolist()
+    committed = agm[agm["lambda"] == 0.1].sort_values("seed")["fd_digits"].tolist()
     head = [json.loads(sh(["git", "show", f"HEAD:metrics/agm/s{s}.json"], repo))["fd_digits"] for s in SEEDS]
     assert committed == pytest.approx(head)
+    assert agm[agm["lambda"] == 0.1]["ess"].notna().all()  # the weight diagnostics of the AGM runs
     summary = pd.read_csv(repo / "sweep" / "summary.csv")
-    assert summary["seeds"].tolist() == [2, 2]
+    assert summary[summary["model"] == "agm"]["seeds"].tolist() == [2, 2]
     with Image.open(repo / "sweep" / "lambda.png") as im:
         im.verify()

@@ -47,7 +47,7 @@ def test_every_variant_builds_steps_and_logs_what_it_measures(variant):
     stats = run.trainer.step(x1, x0, eps, torch.rand(4, generator=gen), z)
     logged = [k for k in VARIANTS[variant].logged if k != "step_time_s"]
     assert set(logged) <= set(vars(stats)) and logged[0] == next(iter(vars(stats)))
-    assert (run.trainer.V is not None) == (variant in ("agm", "no_detach"))
+    assert (run.trainer.V is not None) == (variant in ("agm", "no_detach", "shuffled"))
     assert run.config["variant"] == variant and run.config["train"]["steps"] == params.train.steps
 
 

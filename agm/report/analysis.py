@@ -122,3 +122,8 @@ def logged_step_times(curves: dict[str, Sequence[pd.DataFrame]]) -> dict[str, li
     """model -> per-seed logged seconds per training step (dvclive's step_time_s, NaNs dropped)."""
     return {model: [curve["step_time_s"].dropna().tolist() for curve in per_seed]
             for model, per_seed in curves.items()}
+
+
+def mean_over_runs(curves: Sequence[pd.DataFrame], column: str) -> MeanCI:
+    """Mean and 95 % interval over seeds of each run's ``column`` averaged over its logged steps."""
+    return mean_ci([float(curve[column].mean()) for curve in curves])

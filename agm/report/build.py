@@ -81,7 +81,7 @@ def build_report(*, out_dir: Path, params: Params, outputs: RunOutputs, git_rev:
         *report_sections.every_model_section(outputs),
         *report_sections.metric_vs_steps_section(outputs, fig_dir, params.eval.snapshot_samples),
         *report_sections.training_cost_section(outputs),
-        *report_sections.weight_stats_section(outputs, fig_dir),
+        *report_sections.weight_stats_section(outputs, fig_dir, params.lam),
         *report_sections.weight_by_time_section(outputs, fig_dir),
         *report_sections.no_detach_sections(outputs, fig_dir, params.potential.margin),
         *report_sections.time_only_section(outputs),

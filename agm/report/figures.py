@@ -299,6 +299,31 @@ def plot_weight_stats(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
     _save_figure(fig, path)
 
 
+def plot_weight_diagnostics(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
+    """The effective sample size fraction (Σw)² / (B Σw²) and the ratio max w / min w during training.
+
+    Args:
+        curves: model name -> DataFrame with columns ``step``, ``w_ess``, ``w_ratio``.
+        path: output PNG.
+    """
+    if not curves:
+        raise ValueError("curves is empty")
+    fig = Figure(figsize=(7, 5), layout="constrained")
+    ax_ess, ax_ratio = fig.subplots(2, 1, sharex=True)
+    for (name, df), color in zip(curves.items(), _colors(), strict=False):
+        df = df.sort_values("step")
+        ax_ess.plot(df["step"], df["w_ess"], color=color, label=name)
+        ax_ratio.plot(df["step"], df["w_ratio"], color=color, label=name)
+    ax_ess.set_ylabel("effective sample size / B")
+    ax_ratio.set_ylabel("max w / min w")
+    ax_ratio.set_yscale("log")
+    ax_ratio.set_xlabel("training step")
+    for ax in (ax_ess, ax_ratio):
+        ax.grid(True, alpha=0.3)
+    ax_ess.legend()
+    _save_figure(fig, path)
+
+
 def plot_weight_by_time(weights: Sequence[float], path: PathLike) -> None:
     """A model's mean importance weight per t-bin (bins of equal width over [0, 1]) as a step curve.
 

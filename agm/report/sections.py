@@ -9,6 +9,7 @@ The numbers come from :mod:`agm.report.analysis` and :mod:`agm.report.controls`;
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -222,9 +223,10 @@ def training_cost_section(outputs: RunOutputs) -> list[Section]:
         table_md=tables.to_markdown(cost), table_html=tables.to_html(cost))]
 
 
-def weight_stats_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
-    """Min / mean / max of the importance weights of every weighted model, and corr(w, t)
-    (none when no model logs weights)."""
+def weight_stats_section(outputs: RunOutputs, fig_dir: Path, lam: float) -> list[Section]:
+    """Min / mean / max of the importance weights of every weighted model, corr(w, t), and how far from
+    uniform the weights are (effective sample size, max/min ratio, share at the clamp) (none when no model
+    logs weights). ``lam``: λ, for the bound e^λ on the ratio that Eq. 11 allows before the clamp."""
     weighted = {m: outputs.curves[m][0] for m in outputs.models if "w_mean" in outputs.curves[m][0]}
     if not weighted:
         return []
@@ -233,7 +235,22 @@ def weight_stats_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
     text = (f"Min / mean / max of w per logged step (seed {outputs.seeds[0]}). Correlation of w with t over a "
             "batch, averaged over logged steps: " + ", ".join(f"{m}: {v.format(3)}" for m, v in corr.items())
             + ".")
-    return [Section("Importance weights", text, image=_figure("weight_stats.png"))]
+    sections = [Section("Importance weights", text, image=_figure("weight_stats.png"))]
+    diagnosed = {m: curve for m, curve in weighted.items() if "w_ess" in curve}
+    if diagnosed:
+        figures.plot_weight_diagnostics(diagnosed, fig_dir / "weight_diagnostics.png")
+        summary = "; ".join(
+            f"{m}: effective sample size {analysis.mean_over_runs(outputs.curves[m], 'w_ess').format(3)} of the "
+            f"batch, max/min {analysis.mean_over_runs(outputs.curves[m], 'w_ratio').format(3)}, at a clamp bound "
+            f"{analysis.mean_over_runs(outputs.curves[m], 'w_clamped').format(3)}" for m in diagnosed)
+        sections.append(Section(
+            "How far the weights are from uniform",
+            f"In Eq. 11 the logits λ·sigmoid(V) lie in (0, λ), so before the clamp the largest weight is at most "
+            f"e^λ = {math.exp(lam):.4g} times the smallest (λ = {lam:g}). The effective sample size "
+            "(Σw)² / (B Σw²) is 1 for equal weights and 1/B when one sample carries all the weight. Averaged "
+            f"over logged steps, mean ± 95% interval over seeds: {summary}.",
+            image=_figure("weight_diagnostics.png")))
+    return sections
 
 
 def weight_by_time_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:

@@ -28,6 +28,7 @@ FULL_HEADINGS = [
     "Fig. 3 — samples", "Fig. 4 — training curves", "Fig. 5 — saliency of the potential", "Table 3 — reproduced",
     "Table 3 — the paper (CelebA-HQ 64×64, FID on 10k samples, 500k steps)",
     "Every model — controls beside Table 3", "Metric vs training steps", "Training cost", "Importance weights",
+    "How far the weights are from uniform",
     "AGM's weight as a function of t", "No stop-gradient (paper §4.4)", "No stop-gradient — weights",
     "Time-only weighting against AGM", "Parameters",
 ]
@@ -46,6 +47,7 @@ def _curve(model: str, seed: int) -> pd.DataFrame:
     if model in ("agm", "no_detach", "time_only"):
         df["w_min"], df["w_mean"], df["w_max"] = 0.5, 1.0 + 0.01 * rng.random(len(step)), 2.0
         df["w_t_corr"] = 0.1 * rng.standard_normal(len(step))
+        df["w_ratio"], df["w_ess"], df["w_clamped"] = 4.0, 0.9, 0.0
     df["step_time_s"] = 0.3 + 0.05 * rng.random(len(step))
     return df
 
@@ -93,7 +95,9 @@ def test_full_report(tmp_path: Path, one_thread) -> None:
     assert re.findall(r"^## (.*)$", text, flags=re.M) == FULL_HEADINGS
     for image in re.findall(r"\]\((figures/[^)]+)\)", text):
         assert (out / image).is_file()
-    assert len(list((out / "figures").glob("*.png"))) == 8
+    assert len(list((out / "figures").glob("*.png"))) == 9
+    assert "at most e^λ = 1.105 times the smallest (λ = 0.1)" in text
+    assert "agm: effective sample size 0.900 ± 0.000 of the batch, max/min 4.000 ± 0.000" in text
     assert "Uncurated samples at NFE 3 with a fixed seed (training seed 0)" in text
     assert "mean ± 95% Student-t interval over seeds 0, 1" in text
     assert "The EMA snapshots evaluated with 80 samples each (mean ± 95% interval over seeds 0, 1)" in text
@@ -103,7 +107,7 @@ def test_full_report(tmp_path: Path, one_thread) -> None:
     assert "Paired by seed (2 seeds), fd_digits: " in text
     assert "\n```yaml\nlambda: 0.1\nseed: 0\nseeds:\n- 0\n" in text
     assert "issue" not in text.lower()
-    assert files.html.read_text().count("data:image/png;base64,") == 8  # every figure inlined once
+    assert files.html.read_text().count("data:image/png;base64,") == 9  # every figure inlined once
 
 
 def test_minimal_report_leaves_out_what_did_not_run(tmp_path: Path) -> None:
@@ -114,7 +118,7 @@ def test_minimal_report_leaves_out_what_did_not_run(tmp_path: Path) -> None:
     assert re.findall(r"^## (.*)$", text, flags=re.M) == [
         "Fig. 3 — samples", "Fig. 4 — training curves", "Table 3 — reproduced",
         "Table 3 — the paper (CelebA-HQ 64×64, FID on 10k samples, 500k steps)", "Metric vs training steps",
-        "Training cost", "Importance weights", "Parameters"]
+        "Training cost", "Importance weights", "How far the weights are from uniform", "Parameters"]
     assert "one seed 0, so no interval (list more in params `seeds`)" in text
     assert "Paired by seed" not in text
 

@@ -1,0 +1,59 @@
+"""Tests for agm/weightings.py: the weight diagnostics on known vectors, the shuffled-weights control."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agm.weightings import PotentialWeights, ShuffledWeights, UnitWeights, weight_diagnostics
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_diagnostics_of_equal_weights():
+    d = weight_diagnostics(torch.ones(8))
+    assert float(d.ratio) == 1.0 and float(d.ess) == pytest.approx(1.0) and float(d.clamped) == 0.0
+
+
+def test_diagnostics_of_known_weights():
+    w = torch.tensor([0.1, 0.1, 1.0, 2.8])  # mean 1
+    d = weight_diagnostics(w, clamp=(0.1, 10.0))
+    assert float(d.ratio) == pytest.approx(28.0)
+    assert float(d.ess) == pytest.approx(4.0**2 / (4 * (0.01 + 0.01 + 1.0 + 7.84)))
+    assert float(d.clamped) == 0.5  # the two weights at the lower bound
+    one_hot = torch.tensor([1e-6, 1e-6, 1e-6, 4.0])
+    assert float(weight_diagnostics(one_hot).ess) == pytest.approx(1 / 4, rel=1e-4)
+
+
+def test_e_lambda_bound_of_the_weights(make_potential):
+    """Logits λ·sigmoid(V) lie in (0, λ): before the clamp, max w / min w ≤ e^λ."""
+    V = make_potential()
+    x = torch.randn(64, 1, 8, 8) * 5
+    for lam in (0.1, 1.0, 3.0):
+        w = PotentialWeights(V, lam=lam, clamp=(1e-9, 1e9))(x, torch.rand(64))
+        assert float(weight_diagnostics(w).ratio) <= math.exp(lam) * (1 + 1e-5)
+
+
+def test_shuffled_weights_keep_the_batch_multiset_and_break_the_pairing(make_potential):
+    V = make_potential()
+    x, t = torch.randn(32, 1, 8, 8) * 3, torch.rand(32)
+    agm = PotentialWeights(V, lam=5.0, clamp=(0.1, 10.0))
+    shuffled = ShuffledWeights(PotentialWeights(V, lam=5.0, clamp=(0.1, 10.0)), seed=0)
+    w, w_shuffled = agm(x, t), shuffled(x, t)
+    assert torch.equal(w.sort().values, w_shuffled.sort().values)  # the same multiset
+    assert not torch.equal(w, w_shuffled)  # another pairing with the samples
+    state = shuffled.state_dict()
+    again = shuffled(x, t)
+    shuffled.load_state_dict(state)
+    assert torch.equal(shuffled(x, t), again)  # the permutation resumes with the generator
+
+
+def test_shuffled_weights_need_the_stop_gradient(make_potential):
+    with pytest.raises(ValueError, match="stop-gradient"):
+        ShuffledWeights(PotentialWeights(make_potential(), lam=1.0, clamp=(0.1, 10.0), detach=False), seed=0)
+
+
+def test_unit_weights_are_ones():
+    assert torch.equal(UnitWeights()(torch.zeros(5, 1, 2, 2), torch.rand(5)), torch.ones(5))
