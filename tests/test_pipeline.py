@@ -87,7 +87,7 @@ def test_repro_writes_every_output(repo: Path) -> None:
     table = json.loads((repo / "runs" / "agm" / "s0" / "time_weights.json").read_text())
     assert sum(table["counts"]) == 6 * 16  # every sample of every step, binned by t
     figs = ("fig3_samples", "fig4_training_curves", "fig5_saliency", "metric_vs_steps", "weight_stats",
-            "weight_by_time")
+            "weight_diagnostics", "weight_by_time")
     for fig in figs:
         with Image.open(repo / "reports" / "figures" / f"{fig}.png") as im:
             im.verify()
