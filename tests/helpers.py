@@ -48,3 +48,33 @@ def agm_trainer(f, V=None, *, lam: float = 0.0, clamp=(0.1, 10.0), detach: bool 
     else:
         weighting = UnitWeights()
     return AGMTrainer(f, V, weighting, **kw)
+
+
+def stage_error(stage: str, tmp_path, features, eval_updates: dict, monkeypatch, capsys) -> str:
+    """Run the evaluate or steps stage on ``features`` with tiny params (``eval`` updated) and inputs that do
+    not exist; check it stops with exit code 2, one ``error:`` line and no output; return that line."""
+    import sys
+    from pathlib import Path
+
+    import pytest
+    import yaml
+
+    from stages import run
+
+    root = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((root / "tests" / "tiny_params.yaml").read_text())
+    params["eval"].update(eval_updates)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    missing = str(tmp_path / "missing")
+    extra = ["--samples", missing] if stage == "evaluate" else ["--seed", "0", "--run", missing]
+    argv = [stage, "--params", str(tmp_path / "params.yaml"), "--features", str(features),
+            "--out", str(tmp_path / "out"), *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    module = __import__(f"stages.{stage}", fromlist=["main"])
+    with pytest.raises(SystemExit) as info:
+        run(module.main)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert not (tmp_path / "out").exists()
+    return err

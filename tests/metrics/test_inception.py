@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import stage_error
 from PIL import Image
 
 from agm.metrics import (
@@ -132,29 +133,14 @@ def test_features_from_replaced_weights_are_refused(tmp_path):
 @pytest.mark.parametrize("stage", ["evaluate", "steps"])
 def test_stages_refuse_stale_features_before_any_work(tmp_path, stage, monkeypatch, capsys):
     """One line, exit 2, before samples or models are read (none exist here)."""
-    import yaml
 
-    from stages import run
 
     weights = _standin_weights(tmp_path / "w", seed=0)
     features = tmp_path / "features"
     save_features(features / "train.npz", np.zeros((4, 2)), "inception", extractor="0" * 64)
-    params = yaml.safe_load((ROOT / "tests" / "tiny_params.yaml").read_text())
-    params["eval"].update(feature_space="inception", inception_weights=str(weights))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    missing = str(tmp_path / "missing")
-    extra = ["--samples", missing] if stage == "evaluate" else ["--seed", "0", "--run", missing]
-    argv = [stage, "--params", str(tmp_path / "params.yaml"), "--features", str(features),
-            "--out", str(tmp_path / "out"), *extra]
-    monkeypatch.setattr(sys, "argv", argv)
-    module = __import__(f"stages.{stage}", fromlist=["main"])
-    with pytest.raises(SystemExit) as info:
-        run(module.main)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ")
+    err = stage_error(stage, tmp_path, features, dict(feature_space="inception", inception_weights=str(weights)),
+                      monkeypatch, capsys)
     assert "0" * 64 in err and weights_digest(weights) in err and "re-run the features stage" in err
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")  # inside clean-fid

@@ -1,13 +1,12 @@
 """Feature spaces: the metric record and the checked real features (agm/metrics/spaces.py)."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from helpers import stage_error
 
 from agm.data import DataError
 from agm.metrics import INCEPTION_WEIGHTS_FILENAME, StaleFeaturesError, save_features, weights_digest
@@ -82,23 +81,8 @@ def test_load_real_features_refuses_inception_features_of_other_weights(tmp_path
 @pytest.mark.parametrize("stage", ["evaluate", "steps"])
 def test_stages_refuse_features_of_another_space_before_any_work(tmp_path, stage, monkeypatch, capsys):
     """One line, exit 2, before samples or models are read (none exist here)."""
-    from stages import run
 
     features = tmp_path / "features"
     save_features(features / "train.npz", np.zeros((4, 2)), "inception", extractor="0" * 64)
-    params = yaml.safe_load((ROOT / "tests" / "tiny_params.yaml").read_text())
-    params["eval"].update(feature_space="digits")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    missing = str(tmp_path / "missing")
-    extra = ["--samples", missing] if stage == "evaluate" else ["--seed", "0", "--run", missing]
-    argv = [stage, "--params", str(tmp_path / "params.yaml"), "--features", str(features),
-            "--out", str(tmp_path / "out"), *extra]
-    monkeypatch.setattr(sys, "argv", argv)
-    module = __import__(f"stages.{stage}", fromlist=["main"])
-    with pytest.raises(SystemExit) as info:
-        run(module.main)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ")
+    err = stage_error(stage, tmp_path, features, dict(feature_space="digits"), monkeypatch, capsys)
     assert "'inception' features but eval.feature_space is 'digits'" in err
-    assert not (tmp_path / "out").exists()
