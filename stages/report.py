@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pandas as pd
 from agm.config import load_params
 from agm.data import load_image_set
 from agm.io import atomic_dir
-from agm.report.build import build_report, load_json, read_live_curves
+from agm.report.build import build_report, load_json, load_optional, read_live_curves
 from agm.report.sections import RunOutputs
 from agm.time_weighting import TimeWeightTable
 from stages import run
@@ -21,7 +23,6 @@ from stages import run
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", required=True)
-    ap.add_argument("--profile", default="default")
     ap.add_argument("--real", required=True, help="training ImageSet .npz")
     ap.add_argument("--runs", required=True, help="folder of train outputs: <model>/s<seed>/model.pt")
     ap.add_argument("--live", required=True, help="folder of dvclive logs: <model>/s<seed>/")
@@ -37,20 +38,26 @@ def main() -> None:
     metrics_dir, steps_dir = Path(args.metrics), Path(args.steps)
     first = f"s{seeds[0]}"
     has_potential = params.lam > 0
+    missing: list[str] = []  # a seed's missing output shows as n/a in the report
+    optional = functools.partial(load_optional, missing=missing)
     outputs = RunOutputs(
         models=models, seeds=seeds,
         real=load_image_set(args.real).images,
-        grids={m: np.load(samples / m / first / "grid.npy") for m in models},
-        curves={m: [read_live_curves(live / m / f"s{seed}") for seed in seeds] for m in models},
-        metrics={m: [load_json(metrics_dir / m / f"s{seed}.json") for seed in seeds] for m in models},
+        grids={m: optional(np.load, samples / m / first / "grid.npy") for m in models},
+        curves={m: [optional(read_live_curves, live / m / f"s{seed}") for seed in seeds] for m in models},
+        metrics={m: [optional(load_json, metrics_dir / m / f"s{seed}.json") for seed in seeds] for m in models},
         features_metrics=load_json(metrics_dir / "features.json"),
-        steps={m: [pd.read_csv(steps_dir / m / f"s{seed}.csv") for seed in seeds] for m in ("baseline", "agm")},
+        steps={m: [optional(pd.read_csv, steps_dir / m / f"s{seed}.csv") for seed in seeds]
+               for m in ("baseline", "agm")},
         agm_model=runs / "agm" / first / "model.pt" if has_potential else None,
-        time_table=TimeWeightTable.load(runs / "agm" / first / "time_weights.json") if has_potential else None,
+        time_table=optional(TimeWeightTable.load, runs / "agm" / first / "time_weights.json") if has_potential
+        else None,
     )
+    if missing:
+        print(f"report: missing, shown as n/a: {', '.join(missing)}", file=sys.stderr)
     with atomic_dir(args.out) as out:
         files = build_report(out_dir=out, params=params, outputs=outputs, git_rev=rev or "unknown",
-                             profile=args.profile)
+                             profile=params.profile)
     print(f"report: {Path(args.out) / files.markdown.name}, {Path(args.out) / files.html.name}")
 
 

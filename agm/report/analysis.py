@@ -8,10 +8,14 @@
 - :func:`reproduced_metrics`: per-seed distance, precision and recall of every model, as Table 3 takes them.
 - :func:`weight_time_correlation`: the mean over seeds of each run's average corr(w, t).
 - :func:`logged_step_times`: each run's logged seconds per step, as the training-cost table takes them.
+
+A run whose output is missing is None in the per-seed lists these take and give (see
+:func:`agm.report.tables.mean_ci`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,31 +103,41 @@ def compare_steps(steps: dict[str, Sequence[pd.DataFrame]], metric: str) -> Step
     return StepsComparison(curves, baseline_final, reach, int(means["baseline"]["step"].max()))
 
 
-def reproduced_metrics(metrics: dict[str, Sequence[dict[str, Any]]], models: Sequence[str],
-                       distance: str) -> dict[str, dict[str, list[float]]]:
+def _metric(row: dict[str, Any] | None, key: str) -> float | None:
+    """``row[key]`` as a float: None for a missing metrics file, nan for a JSON null."""
+    if row is None:
+        return None
+    return math.nan if row[key] is None else float(row[key])
+
+
+def reproduced_metrics(metrics: dict[str, Sequence[dict[str, Any] | None]], models: Sequence[str],
+                       distance: str) -> dict[str, dict[str, list[float | None]]]:
     """model -> {"distance", "precision", "recall"} -> per-seed values, from the evaluate stage's metrics.
 
     Args:
-        metrics: model -> per-seed metrics dicts.
+        metrics: model -> per-seed metrics dicts (None: the seed's file is missing, its values are None).
         models: the models to take, in order.
         distance: the key of the distance in a metrics dict (e.g. "fd_digits").
     """
-    return {model: {"distance": [row[distance] for row in metrics[model]],
-                    "precision": [row["precision"] for row in metrics[model]],
-                    "recall": [row["recall"] for row in metrics[model]]} for model in models}
+    keys = {"distance": distance, "precision": "precision", "recall": "recall"}
+    return {model: {name: [_metric(row, key) for row in metrics[model]] for name, key in keys.items()}
+            for model in models}
 
 
-def weight_time_correlation(curves: Sequence[pd.DataFrame]) -> MeanCI:
+def mean_over_runs(curves: Sequence[pd.DataFrame | None], column: str,
+                   seeds: Sequence[int] | None = None) -> MeanCI:
+    """Mean and 95 % interval over seeds of each run's ``column`` averaged over its logged steps (a missing
+    run: n/a, named by ``seeds``)."""
+    return mean_ci([None if curve is None else float(curve[column].mean()) for curve in curves], seeds=seeds)
+
+
+def weight_time_correlation(curves: Sequence[pd.DataFrame | None], seeds: Sequence[int] | None = None) -> MeanCI:
     """Mean and 95 % interval over seeds of each run's corr(w, t) averaged over its logged steps (w_t_corr)."""
-    return mean_ci([float(curve["w_t_corr"].mean()) for curve in curves])
+    return mean_over_runs(curves, "w_t_corr", seeds)
 
 
-def logged_step_times(curves: dict[str, Sequence[pd.DataFrame]]) -> dict[str, list[list[float]]]:
-    """model -> per-seed logged seconds per training step (dvclive's step_time_s, NaNs dropped)."""
-    return {model: [curve["step_time_s"].dropna().tolist() for curve in per_seed]
+def logged_step_times(curves: dict[str, Sequence[pd.DataFrame | None]]) -> dict[str, list[list[float] | None]]:
+    """model -> per-seed logged seconds per training step (dvclive's step_time_s, NaNs dropped; None for a
+    missing run)."""
+    return {model: [None if curve is None else curve["step_time_s"].dropna().tolist() for curve in per_seed]
             for model, per_seed in curves.items()}
-
-
-def mean_over_runs(curves: Sequence[pd.DataFrame], column: str) -> MeanCI:
-    """Mean and 95 % interval over seeds of each run's ``column`` averaged over its logged steps."""
-    return mean_ci([float(curve[column].mean()) for curve in curves])

@@ -2,7 +2,8 @@
 
 :func:`build_report` calls the section functions of :mod:`agm.report.sections` in page order and writes
 the page with :mod:`agm.report.page`. :func:`read_live_curves` and :func:`load_json` read the finished
-stage outputs that :class:`agm.report.sections.RunOutputs` holds.
+stage outputs that :class:`agm.report.sections.RunOutputs` holds; :func:`load_optional` reads one that may
+be missing.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -34,6 +36,22 @@ def read_live_curves(live_dir: str | os.PathLike[str]) -> pd.DataFrame:
 
 def load_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+T = TypeVar("T")
+
+
+def load_optional(load: Callable[[Path], T], path: str | os.PathLike[str], missing: list[str]) -> T | None:
+    """``load(path)``, or None when a file it reads does not exist; then its name is appended to ``missing``.
+
+    A seed whose output is missing (a stage run by hand, a deleted file) shows as n/a in the report rather
+    than stopping it; the stage prints what was missing.
+    """
+    try:
+        return load(Path(path))
+    except FileNotFoundError as exc:
+        missing.append(str(exc.filename or path))
+        return None
 
 
 def params_mapping(params: Params) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 - :func:`collapse_step`: when (if ever) the no-stop-gradient ablation collapses, by a stated rule.
 - :func:`paired_difference`: a control minus AGM over the same seeds, with a 95 % Student-t interval,
-  and the sentence that says whether the two are distinguishable.
+  and the sentence that says whether the two are distinguishable (no verdict, with the reason, when a
+  seed is missing or not finite).
 """
 
 from __future__ import annotations
@@ -86,22 +87,29 @@ class PairedDifference:
 
     @property
     def distinguishable(self) -> bool | None:
-        """Whether the interval excludes 0; None with one seed (no interval)."""
-        if math.isnan(self.diff.half_width):
+        """Whether the interval excludes 0; None with one seed (no interval) or no mean (``diff.reason``)."""
+        if self.diff.reason or math.isnan(self.diff.half_width):
             return None
         return abs(self.diff.mean) > self.diff.half_width
 
 
-def paired_difference(control: Sequence[float], agm: Sequence[float]) -> PairedDifference:
-    """Per-seed differences control_s − agm_s (the two lists in the same seed order)."""
+def paired_difference(control: Sequence[float | None], agm: Sequence[float | None],
+                      seeds: Sequence[int] | None = None) -> PairedDifference:
+    """Per-seed differences control_s − agm_s (the two lists in the same seed order, named by ``seeds``).
+
+    A seed missing from either model (None) or not finite in either leaves the difference n/a.
+    """
     if len(control) != len(agm):
         raise ValueError(f"need one value per seed for both models, got {len(control)} and {len(agm)}")
-    return PairedDifference(mean_ci([c - a for c, a in zip(control, agm, strict=True)]))
+    diffs = [None if c is None or a is None else c - a for c, a in zip(control, agm, strict=True)]
+    return PairedDifference(mean_ci(diffs, seeds=seeds))
 
 
 def describe_time_only(difference: PairedDifference, metric: str, digits: int = 2) -> str:
     """The report's sentence on the time-only control against AGM, for ``metric`` (lower is better)."""
     text = f"time-only − AGM {metric}: {difference.diff.format(digits)} over {difference.diff.n} seed(s). "
+    if difference.diff.reason:
+        return text + "No verdict."
     if difference.distinguishable is None:
         return text + "One seed gives no interval, so no verdict; run more seeds (params `seeds`)."
     if not difference.distinguishable:
@@ -113,20 +121,22 @@ def describe_time_only(difference: PairedDifference, metric: str, digits: int = 
                    "than its own time profile.")
 
 
-def describe_paired(reproduced: dict[str, Sequence[float]], reference: str, metric: str, digits: int = 2) -> str:
+def describe_paired(reproduced: dict[str, Sequence[float | None]], reference: str, metric: str, digits: int = 2,
+                    seeds: Sequence[int] | None = None) -> str:
     """One sentence of per-seed paired differences (model − ``reference``) of ``metric``, for every other model.
 
     Runs of one seed share f's initialisation and every random draw of training (agm/train.py), so the
     paired difference removes the seed-to-seed spread that the unpaired intervals of the table carry.
 
     Args:
-        reproduced: model -> per-seed values of ``metric``, every list in the same seed order.
+        reproduced: model -> per-seed values of ``metric``, every list in the same seed order (None: missing).
+        seeds: the seeds of that order, to name them where a difference is n/a.
     """
     parts = []
     for model, values in reproduced.items():
         if model == reference:
             continue
-        difference = paired_difference(values, reproduced[reference])
+        difference = paired_difference(values, reproduced[reference], seeds)
         verdict = {None: "", True: " (interval excludes 0)",
                    False: " (interval contains 0)"}[difference.distinguishable]
         parts.append(f"{model} − {reference} = {difference.diff.format(digits)}{verdict}")

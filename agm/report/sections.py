@@ -2,7 +2,8 @@
 
 Each function takes the loaded stage outputs (:class:`RunOutputs`), the figures folder and the few plain
 parameter values it needs, and returns the section(s) to show, in page order; an empty list when the
-run has nothing for that section (e.g. no controls, or λ = 0 and so no potential).
+run has nothing for that section (e.g. no controls, or λ = 0 and so no potential). A number that cannot be
+computed (a seed whose output is missing, a NaN, a division by 0) reads "n/a (<reason>)"; it never raises.
 The numbers come from :mod:`agm.report.analysis` and :mod:`agm.report.controls`; the drawing from
 :mod:`agm.report.figures`; the tables from :mod:`agm.report.tables`.
 """
@@ -42,9 +43,10 @@ class RunOutputs:
 
     Attributes:
         models: model names, "baseline" and "agm" first, then any controls.
-        seeds: the training seeds; every per-seed list below follows this order.
+        seeds: the training seeds; every per-seed list below follows this order, with None for a seed whose
+            output is missing (shown as n/a).
         real: real training images, uint8 (N, C, H, W).
-        grids: model → uint8 sample grid of the first seed (Fig. 3).
+        grids: model → uint8 sample grid of the first seed (Fig. 3), None when missing.
         curves: model → dvclive curves per seed (step, drift_loss or action_loss, potential_loss, w_*).
         metrics: model → per-seed metrics dicts (the evaluate stage's JSON).
         features_metrics: the features stage's JSON (feature space, classifier accuracy, real vs real).
@@ -56,11 +58,11 @@ class RunOutputs:
     models: Sequence[str]
     seeds: Sequence[int]
     real: np.ndarray
-    grids: dict[str, np.ndarray]
-    curves: dict[str, list[pd.DataFrame]]
-    metrics: dict[str, list[dict[str, Any]]]
+    grids: dict[str, np.ndarray | None]
+    curves: dict[str, list[pd.DataFrame | None]]
+    metrics: dict[str, list[dict[str, Any] | None]]
     features_metrics: dict[str, Any]
-    steps: dict[str, list[pd.DataFrame]]
+    steps: dict[str, list[pd.DataFrame | None]]
     agm_model: Path | None = None
     time_table: TimeWeightTable | None = None
 
@@ -95,34 +97,54 @@ class RunOutputs:
             return "mean ± 95% Student-t interval over " + self.seed_text
         return f"one {self.seed_text}, so no interval (list more in params `seeds`)"
 
-    def reproduced(self) -> dict[str, dict[str, list[float]]]:
-        """model → distance / precision / recall → per-seed values, every model."""
+    def reproduced(self) -> dict[str, dict[str, list[float | None]]]:
+        """model → distance / precision / recall → per-seed values (None: missing), every model."""
         return analysis.reproduced_metrics(self.metrics, self.models, self.dist)
+
+    def first_curves(self, models: Sequence[str]) -> tuple[dict[str, pd.DataFrame], str]:
+        """The first seed's curves of ``models`` that have them, and the sentence naming the others (or "")."""
+        first = {m: self.curves[m][0] for m in models}
+        missing = [m for m, curve in first.items() if curve is None]
+        note = f" {', '.join(missing)}: {tables.na(f'seed {self.seeds[0]} curves missing')}." if missing else ""
+        return {m: curve for m, curve in first.items() if curve is not None}, note
 
 
 def _figure(name: str) -> str:
     return f"{FIGURES}/{name}"
 
 
+def _missing_runs(outputs: RunOutputs, per_seed: dict[str, Sequence[Any]], models: Sequence[str]) -> str:
+    """Why a quantity over every seed of ``models`` is n/a ("baseline: seed 1 missing"), "" when none is missing."""
+    present = {m: [None if x is None else 0.0 for x in per_seed[m]] for m in models}  # 0.0: a run that is there
+    return ", ".join(f"{m}: {reason}" for m in models if (reason := tables.unusable(present[m], outputs.seeds)))
+
+
 def samples_section(outputs: RunOutputs, fig_dir: Path, grid_nfe: int) -> list[Section]:
     """Fig. 3: real images beside each model's uncurated grid (sampled with ``grid_nfe`` steps)."""
-    grids = outputs.grids
+    grids = {m: grid for m, grid in outputs.grids.items() if grid is not None}
+    missing = [m for m, grid in outputs.grids.items() if grid is None]
+    text = (f"Uncurated samples at NFE {grid_nfe} with a fixed seed (training seed {outputs.seeds[0]}), beside "
+            "real training images.")
+    if missing:
+        text += f" {', '.join(missing)}: {tables.na(f'seed {outputs.seeds[0]} sample grid missing')}."
+    if not grids:
+        return [Section("Fig. 3 — samples", text)]
     figures.plot_sample_comparison(outputs.real[: len(next(iter(grids.values())))], grids,
                                    fig_dir / "fig3_samples.png",
                                    title="Real images and uncurated samples (same noise for every model)")
-    return [Section(
-        "Fig. 3 — samples", f"Uncurated samples at NFE {grid_nfe} with a fixed seed "
-        f"(training seed {outputs.seeds[0]}), beside real training images.", image=_figure("fig3_samples.png"))]
+    return [Section("Fig. 3 — samples", text, image=_figure("fig3_samples.png"))]
 
 
 def training_curves_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
     """Fig. 4: the first seed's drift loss of every drift model, and the potential loss."""
-    drift_models = {m: outputs.curves[m][0] for m in outputs.models if "drift_loss" in outputs.curves[m][0]}
+    curves, missing = outputs.first_curves(outputs.models)
+    drift_models = {m: curve for m, curve in curves.items() if "drift_loss" in curve}
+    text = (f"Top: (weighted) drift loss L_f on a log scale, every drift model overlaid (seed {outputs.seeds[0]}). "
+            "Bottom: the potential loss L_V (models with a V)." + missing)
+    if not drift_models:
+        return [Section("Fig. 4 — training curves", text)]
     figures.plot_training_curves(drift_models, fig_dir / "fig4_training_curves.png")
-    return [Section(
-        "Fig. 4 — training curves", f"Top: (weighted) drift loss L_f on a log scale, every drift model overlaid "
-        f"(seed {outputs.seeds[0]}). Bottom: the potential loss L_V (models with a V).",
-        image=_figure("fig4_training_curves.png"))]
+    return [Section("Fig. 4 — training curves", text, image=_figure("fig4_training_curves.png"))]
 
 
 def saliency_panels(model: str | os.PathLike[str], real: np.ndarray, sigma_max: float, schedule: str,
@@ -143,6 +165,9 @@ def saliency_section(outputs: RunOutputs, fig_dir: Path, sigma_max: float, sched
     """Fig. 5: the trained potential's saliency on bridge samples (none without an AGM model)."""
     if outputs.agm_model is None:
         return []
+    if not Path(outputs.agm_model).is_file():
+        return [Section("Fig. 5 — saliency of the potential",
+                        tables.na(f"seed {outputs.seeds[0]} AGM model missing: {outputs.agm_model}"))]
     x_t, saliency = saliency_panels(outputs.agm_model, outputs.real, sigma_max, schedule, seed)
     figures.plot_saliency(x_t, saliency, fig_dir / "fig5_saliency.png")
     return [Section(
@@ -154,19 +179,23 @@ def saliency_section(outputs: RunOutputs, fig_dir: Path, sigma_max: float, sched
 def table3_sections(outputs: RunOutputs, profile: str) -> list[Section]:
     """Table 3 reproduced (baseline and AGM, with the real-vs-real reference), then the paper's."""
     reproduced, dist, seeds = outputs.reproduced(), outputs.dist, outputs.seeds
-    t3 = tables.table3({m: reproduced[m] for m in ("baseline", "agm")}, outputs.dist_title)
-    n_samples = outputs.metrics["agm"][0]["n_samples"]
+    t3 = tables.table3({m: reproduced[m] for m in ("baseline", "agm")}, outputs.dist_title, seeds)
+    n_samples = next((row["n_samples"] for row in outputs.metrics["agm"] if row is not None), None)
     features = outputs.features_metrics
-    rr = features["real_vs_real"]
-    text = (f"Reproduced with the **{profile}** profile, {n_samples} samples per model, {outputs.interval}; "
-            f"feature space: {DESCRIPTIONS[outputs.space]}. Real-vs-real reference (held-out vs training images): "
-            f"{dist} = {rr[dist]:.3f}, precision = {rr['precision']:.3f}, recall = {rr['recall']:.3f}.")
-    if "classifier_heldout_accuracy" in features:
-        text += f" The classifier's held-out accuracy is {features['classifier_heldout_accuracy']:.3f}."
+    rr = {k: math.nan if features["real_vs_real"][k] is None else float(features["real_vs_real"][k])
+          for k in (dist, "precision", "recall")}
+    text = (f"Reproduced with the **{profile}** profile, "
+            f"{n_samples if n_samples is not None else tables.na('every AGM metrics file missing')} samples per "
+            f"model, {outputs.interval}; feature space: {DESCRIPTIONS[outputs.space]}. Real-vs-real reference "
+            f"(held-out vs training images): {dist} = {tables.number(rr[dist], 3)}, precision = "
+            f"{tables.number(rr['precision'], 3)}, recall = {tables.number(rr['recall'], 3)}.")
+    if features.get("classifier_heldout_accuracy") is not None:
+        text += (" The classifier's held-out accuracy is "
+                 f"{tables.number(float(features['classifier_heldout_accuracy']), 3)}.")
     if len(seeds) > 1:
         text += (" Runs of one seed share f's initialisation and every random draw, so the paired difference "
                  "removes the seed-to-seed spread: " + controls_report.describe_paired(
-                     {m: reproduced[m]["distance"] for m in ("baseline", "agm")}, "baseline", dist))
+                     {m: reproduced[m]["distance"] for m in ("baseline", "agm")}, "baseline", dist, seeds=seeds))
     pt3 = tables.paper_table3()
     return [
         Section("Table 3 — reproduced", text, table_md=tables.to_markdown(t3), table_html=tables.to_html(t3)),
@@ -182,9 +211,9 @@ def every_model_section(outputs: RunOutputs) -> list[Section]:
     if not outputs.controls:
         return []
     reproduced = outputs.reproduced()
-    every = tables.table3(reproduced, outputs.dist_title)
+    every = tables.table3(reproduced, outputs.dist_title, outputs.seeds)
     paired = controls_report.describe_paired({m: reproduced[m]["distance"] for m in outputs.models}, "agm",
-                                             outputs.dist) if len(outputs.seeds) > 1 else ""
+                                             outputs.dist, seeds=outputs.seeds) if len(outputs.seeds) > 1 else ""
     return [Section(
         "Every model — controls beside Table 3", f"The same evaluation for every model, {outputs.interval}. "
         "no_detach: AGM without the stop-gradient (paper §4.4); time_only: no V, the loss weighted by AGM's "
@@ -199,23 +228,29 @@ def metric_vs_steps_section(outputs: RunOutputs, fig_dir: Path, snapshot_samples
     if not all(outputs.steps.get(m) for m in ("baseline", "agm")):
         return []
     dist, seeds, seed_text = outputs.dist, outputs.seeds, outputs.seed_text
+    text = (f"The EMA snapshots evaluated with {snapshot_samples} samples each "
+            f"({'mean ± 95% interval over ' + seed_text if len(seeds) > 1 else seed_text}). The paper claims AGM at "
+            "≈70% of the steps matches the baseline at 100%.")
+    if missing := _missing_runs(outputs, outputs.steps, ("baseline", "agm")):
+        return [Section("Metric vs training steps", f"{text} The curves: {tables.na(missing)}.")]
     comparison = analysis.compare_steps(outputs.steps, dist)
     base_final, reach, total = comparison.baseline_final, comparison.agm_reaches_at, comparison.total_steps
     figures.plot_metric_vs_steps(comparison.curves, dist, fig_dir / "metric_vs_steps.png", target=base_final,
                                  target_label="baseline, final")
-    claim = (f"AGM first reaches the baseline's final {dist} ({base_final:.3f}) at step {reach} of {total} "
-             f"({100 * reach / total:.0f}% of the steps)." if reach is not None else
-             f"AGM never reaches the baseline's final {dist} ({base_final:.3f}) within {total} steps.")
-    return [Section(
-        "Metric vs training steps", f"The EMA snapshots evaluated with {snapshot_samples} "
-        f"samples each ({'mean ± 95% interval over ' + seed_text if len(seeds) > 1 else seed_text}). The "
-        f"paper claims AGM at ≈70% of the steps matches the baseline at 100%. {claim}",
-        image=_figure("metric_vs_steps.png"))]
+    share = f" ({100 * reach / total:.0f}% of the steps)" if reach is not None and total > 0 else ""
+    if not math.isfinite(base_final):
+        claim = f"When AGM reaches the baseline's final {dist}: {tables.number(base_final, 3)}."
+    elif reach is not None:
+        claim = f"AGM first reaches the baseline's final {dist} ({base_final:.3f}) at step {reach} of {total}{share}."
+    else:
+        claim = f"AGM never reaches the baseline's final {dist} ({base_final:.3f}) within {total} steps."
+    return [Section("Metric vs training steps", f"{text} {claim}", image=_figure("metric_vs_steps.png"))]
 
 
 def training_cost_section(outputs: RunOutputs) -> list[Section]:
     """Logged seconds per training step of every model and the ratio to AGM's."""
-    cost = tables.training_cost(analysis.logged_step_times({m: outputs.curves[m] for m in outputs.models}))
+    cost = tables.training_cost(analysis.logged_step_times({m: outputs.curves[m] for m in outputs.models}),
+                                seeds=outputs.seeds)
     return [Section(
         "Training cost", "Wall-clock seconds per training step as each run logged it (the median of its "
         f"logging intervals; {outputs.interval}), and the ratio to AGM's step paired by seed. These are times on "
@@ -227,11 +262,12 @@ def weight_stats_section(outputs: RunOutputs, fig_dir: Path, lam: float) -> list
     """Min / mean / max of the importance weights of every weighted model, corr(w, t), and how far from
     uniform the weights are (effective sample size, max/min ratio, share at the clamp) (none when no model
     logs weights). ``lam``: λ, for the bound e^λ on the ratio that Eq. 11 allows before the clamp."""
-    weighted = {m: outputs.curves[m][0] for m in outputs.models if "w_mean" in outputs.curves[m][0]}
+    weighted = {m: curve for m, curve in outputs.first_curves(outputs.models)[0].items() if "w_mean" in curve}
     if not weighted:
         return []
     figures.plot_weight_stats(weighted, fig_dir / "weight_stats.png")
-    corr = {m: analysis.weight_time_correlation(outputs.curves[m]) for m in weighted}
+    seeds = outputs.seeds
+    corr = {m: analysis.weight_time_correlation(outputs.curves[m], seeds) for m in weighted}
     text = (f"Min / mean / max of w per logged step (seed {outputs.seeds[0]}). Correlation of w with t over a "
             "batch, averaged over logged steps: " + ", ".join(f"{m}: {v.format(3)}" for m, v in corr.items())
             + ".")
@@ -240,9 +276,10 @@ def weight_stats_section(outputs: RunOutputs, fig_dir: Path, lam: float) -> list
     if diagnosed:
         figures.plot_weight_diagnostics(diagnosed, fig_dir / "weight_diagnostics.png")
         summary = "; ".join(
-            f"{m}: effective sample size {analysis.mean_over_runs(outputs.curves[m], 'w_ess').format(3)} of the "
-            f"batch, max/min {analysis.mean_over_runs(outputs.curves[m], 'w_ratio').format(3)}, at a clamp bound "
-            f"{analysis.mean_over_runs(outputs.curves[m], 'w_clamped').format(3)}" for m in diagnosed)
+            f"{m}: effective sample size {analysis.mean_over_runs(outputs.curves[m], 'w_ess', seeds).format(3)} of "
+            f"the batch, max/min {analysis.mean_over_runs(outputs.curves[m], 'w_ratio', seeds).format(3)}, at a "
+            f"clamp bound {analysis.mean_over_runs(outputs.curves[m], 'w_clamped', seeds).format(3)}"
+            for m in diagnosed)
         sections.append(Section(
             "How far the weights are from uniform",
             f"In Eq. 11 the logits λ·sigmoid(V) lie in (0, λ), so before the clamp the largest weight is at most "
@@ -266,21 +303,31 @@ def weight_by_time_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
         image=_figure("weight_by_time.png"))]
 
 
+def _collapse_verdict(no_detach: pd.DataFrame | None, agm: pd.DataFrame | None, margin: float) -> str:
+    """The collapse sentence of one seed's no_detach run against its AGM run, n/a when either log is missing."""
+    missing = [m for m, curve in (("no_detach", no_detach), ("agm", agm)) if curve is None]
+    if missing:
+        return tables.na(f"{' and '.join(missing)} curves missing") + "."
+    return controls_report.describe_collapse(controls_report.collapse_step(no_detach, agm, margin))
+
+
 def no_detach_sections(outputs: RunOutputs, fig_dir: Path, margin: float) -> list[Section]:
     """AGM without the stop-gradient against AGM: curves, weights and a collapse verdict per seed
     (none unless the no_detach control ran). ``margin`` is the hinge margin m of L_V."""
     if "no_detach" not in outputs.models:
         return []
     curves = outputs.curves
-    pair = {"agm": curves["agm"][0], "no_detach": curves["no_detach"][0]}
+    verdicts = [f"seed {seed}: " + _collapse_verdict(no_detach, agm, margin)
+                for seed, no_detach, agm in zip(outputs.seeds, curves["no_detach"], curves["agm"], strict=True)]
+    text = ("Drift loss, potential loss and weights of AGM without the stop-gradient against the stop-gradient run. "
+            "The paper claims a collapse within 20k steps at full scale. " + " ".join(verdicts))
+    pair, missing = outputs.first_curves(["agm", "no_detach"])
+    if missing:
+        return [Section("No stop-gradient (paper §4.4)", text + " Figures:" + missing)]
     figures.plot_training_curves(pair, fig_dir / "no_detach_curves.png")
     figures.plot_weight_stats(pair, fig_dir / "no_detach_weights.png")
-    verdicts = [f"seed {seed}: " + controls_report.describe_collapse(controls_report.collapse_step(
-        no_detach, agm, margin)) for seed, no_detach, agm in zip(outputs.seeds, curves["no_detach"], curves["agm"])]
     return [
-        Section("No stop-gradient (paper §4.4)", "Drift loss, potential loss and weights of AGM without the "
-                "stop-gradient against the stop-gradient run. The paper claims a collapse within 20k steps at "
-                "full scale. " + " ".join(verdicts), image=_figure("no_detach_curves.png")),
+        Section("No stop-gradient (paper §4.4)", text, image=_figure("no_detach_curves.png")),
         Section("No stop-gradient — weights", "", image=_figure("no_detach_weights.png")),
     ]
 
@@ -291,5 +338,5 @@ def time_only_section(outputs: RunOutputs) -> list[Section]:
         return []
     reproduced = outputs.reproduced()
     difference = controls_report.paired_difference(reproduced["time_only"]["distance"],
-                                                    reproduced["agm"]["distance"])
+                                                    reproduced["agm"]["distance"], outputs.seeds)
     return [Section("Time-only weighting against AGM", controls_report.describe_time_only(difference, outputs.dist))]

@@ -52,11 +52,15 @@ def _data(content: Any) -> dict[str, Any]:
     return ((content or {}).get("data") or {}) if isinstance(content, dict) else {}
 
 
+def _float(value: Any) -> float:
+    """A metric's value as a float; NaN for an absent one or a JSON null (a NaN some writers emit as null)."""
+    return math.nan if value is None else float(value)
+
+
 def _live_value(summary: dict[str, Any], key: str) -> float:
     """``train.<key>`` of a dvclive summary (nested, or flat ``train/<key>``); NaN when absent."""
     train = summary.get("train")
-    value = train.get(key) if isinstance(train, dict) else summary.get(f"train/{key}")
-    return math.nan if value is None else float(value)
+    return _float(train.get(key) if isinstance(train, dict) else summary.get(f"train/{key}"))
 
 
 def _order(model: str) -> tuple[int, str]:
@@ -77,7 +81,7 @@ def sweep_rows(exp_show: list[dict[str, Any]]) -> pd.DataFrame:
         seed: the training seed ``<seed>`` of the file name.
         fd_digits or fid: the Fréchet distance, named for the file's ``feature_space``
             (:data:`agm.metrics.spaces.DISTANCE_NAMES`).
-        precision, recall: improved precision and recall of the samples.
+        precision, recall: improved precision and recall of the samples (NaN when the file has no value, or null).
         w_ratio: last logged max/min importance-weight ratio of a batch (``train.w_ratio`` of
             ``live/<model>/s<seed>/metrics.json``); NaN for unweighted models or a missing summary.
         ess: last logged effective sample size of the weights, as a fraction of the batch
@@ -103,7 +107,7 @@ def sweep_rows(exp_show: list[dict[str, Any]]) -> pd.DataFrame:
             dist = DISTANCE_NAMES[space]
             summary = live.get(match.groups(), {})
             rows.append({"model": match.group(1), "lambda": float(params["lambda"]), "seed": int(match.group(2)),
-                         dist: float(values[dist]), **{q: float(values[q]) for q in QUALITY},
+                         dist: _float(values.get(dist)), **{q: _float(values.get(q)) for q in QUALITY},
                          **{col: _live_value(summary, key) for col, key in WEIGHT_METRICS.items()},
                          "rev": entry.get("rev"), "name": entry.get("name") or ""})
     if not rows:

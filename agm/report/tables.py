@@ -6,6 +6,9 @@
   baseline deltas; :func:`table3` renders them as text cells.
 - :func:`training_cost` compares the logged seconds per training step of every model with AGM's.
 - :func:`to_markdown` / :func:`to_html` turn a DataFrame into GitHub markdown / an HTML table.
+
+A number that cannot be computed (a seed whose output is missing, a value that is NaN or infinite, a
+relative change over a baseline of exactly 0) renders as "n/a (<reason>)" (:func:`na`), never raises.
 """
 
 from __future__ import annotations
@@ -34,38 +37,101 @@ DELTA_ABS = "Δ (absolute)"
 DELTA_REL = "Δ (relative, %)"
 
 
+def na(reason: str) -> str:
+    """The text of a number that cannot be computed: "n/a (<reason>)"."""
+    return f"n/a ({reason})"
+
+
+def number(value: float, digits: int, sign: str = "") -> str:
+    """``value`` with ``digits`` decimals (``sign`` "+": always signed), or "n/a (NaN)" / "n/a (inf)"."""
+    if math.isfinite(value):
+        return f"{value:{sign}.{digits}f}"
+    return na("NaN" if math.isnan(value) else "inf")
+
+
+def unusable(values: Sequence[float | None], seeds: Sequence[int] | None = None) -> str:
+    """Why per-seed ``values`` have no mean, "" when they have one.
+
+    A value is None when its seed's output is missing ("seeds 1, 2 missing") and unusable when it is not
+    finite ("seed 0 is NaN"). Without ``seeds`` the values are not named ("1 of 3 missing", "NaN").
+    """
+    if seeds is not None and len(seeds) != len(values):
+        raise ValueError(f"{len(values)} values for {len(seeds)} seeds")
+    groups = {"missing": [i for i, v in enumerate(values) if v is None],
+              "NaN": [i for i, v in enumerate(values) if v is not None and math.isnan(v)],
+              "inf": [i for i, v in enumerate(values) if v is not None and math.isinf(v)]}
+    parts = []
+    for kind, where in groups.items():
+        if not where:
+            continue
+        if seeds is None:
+            parts.append(f"{len(where)} of {len(values)} missing" if kind == "missing" else kind)
+            continue
+        names = f"seed{'s' if len(where) > 1 else ''} {', '.join(str(seeds[i]) for i in where)}"
+        parts.append(f"{names} missing" if kind == "missing" else f"{names} {'are' if len(where) > 1 else 'is'} {kind}")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class MeanCI:
-    """Mean of n values with the half-width of its confidence interval (nan when n == 1)."""
+    """Mean of n values with the half-width of its confidence interval (nan when n == 1).
+
+    When the values have no mean (:func:`unusable`), ``mean`` and ``half_width`` are nan and ``reason``
+    says why; it is "" otherwise.
+    """
 
     mean: float
     half_width: float
     n: int
+    reason: str = ""
 
     def format(self, digits: int) -> str:
-        """The text "mean ± half_width" when there is an interval, else the plain mean."""
+        """The text "mean ± half_width" when there is an interval, else the plain mean; "n/a (reason)"
+        when there is no mean."""
+        if self.reason:
+            return na(self.reason)
         if math.isnan(self.half_width):
             return f"{self.mean:.{digits}f}"
         return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
+def mean_ci(values: Sequence[float | None], confidence: float = 0.95, seeds: Sequence[int] | None = None) -> MeanCI:
     """Mean and Student-t confidence interval half-width, t_{(1+c)/2, n-1} · s / √n.
 
     Args:
-        values: n >= 1 observations (e.g. one metric over seeds); s is their sample std (ddof=1).
+        values: n >= 1 observations (e.g. one metric over seeds); s is their sample std (ddof=1). A value
+            that is None (its seed's output is missing) or not finite leaves the mean n/a
+            (:attr:`MeanCI.reason`).
         confidence: two-sided coverage c of the interval.
+        seeds: the seed of each value, to name them in the reason.
     """
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"need a non-empty 1-D sequence, got shape {x.shape}")
+    if len(values) == 0 or any(np.ndim(v) for v in values):
+        raise ValueError(f"need a non-empty 1-D sequence, got {len(values)} values of shape {np.shape(values[:1])}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if reason := unusable(values, seeds):
+        return MeanCI(mean=math.nan, half_width=math.nan, n=len(values), reason=reason)
+    x = np.asarray(values, dtype=np.float64)
     n = int(x.size)
     if n == 1:
         return MeanCI(mean=float(x[0]), half_width=math.nan, n=1)
     t = stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)
     return MeanCI(mean=float(x.mean()), half_width=float(t * x.std(ddof=1) / math.sqrt(n)), n=n)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """AGM's change over the baseline in one metric, or why it has none (then ``value`` is nan)."""
+
+    value: float
+    reason: str = ""
+
+    def format(self, digits: int, unit: str = "") -> str:
+        """The signed value with ``digits`` decimals and ``unit``, or "n/a (reason)"."""
+        if self.reason:
+            return na(self.reason)
+        text = number(self.value, digits, sign="+")
+        return text + unit if math.isfinite(self.value) else text
 
 
 @dataclass(frozen=True)
@@ -75,20 +141,36 @@ class Table3Values:
     Attributes:
         models: model -> metric -> mean and interval over seeds; "baseline" and "agm" first.
         delta_abs: metric -> mean(agm) - mean(baseline).
-        delta_rel: metric -> 100 · (mean(agm) - mean(baseline)) / mean(baseline), in percent.
+        delta_rel: metric -> 100 · (mean(agm) - mean(baseline)) / mean(baseline), in percent; n/a when
+            mean(baseline) is 0.
     """
 
     models: dict[str, dict[str, MeanCI]]
-    delta_abs: dict[str, float]
-    delta_rel: dict[str, float]
+    delta_abs: dict[str, Delta]
+    delta_rel: dict[str, Delta]
 
 
-def table3_values(reproduced: dict[str, dict[str, Sequence[float]]]) -> Table3Values:
+def _deltas(base: MeanCI, agm: MeanCI, metric: str) -> tuple[Delta, Delta]:
+    """(absolute, relative) change of ``metric`` from ``base`` to ``agm``; n/a when a mean is, or (relative
+    only) when the baseline's mean is 0."""
+    reason = ", ".join(f"{model}: {ci.reason}" for model, ci in (("baseline", base), ("agm", agm)) if ci.reason)
+    if reason:
+        return Delta(math.nan, reason), Delta(math.nan, reason)
+    diff = agm.mean - base.mean
+    if base.mean == 0:
+        return Delta(diff), Delta(math.nan, f"baseline {metric} is 0")
+    return Delta(diff), Delta(100.0 * diff / base.mean)
+
+
+def table3_values(reproduced: dict[str, dict[str, Sequence[float | None]]],
+                  seeds: Sequence[int] | None = None) -> Table3Values:
     """Reduce per-seed metrics to means, intervals and the AGM vs baseline deltas.
 
     Args:
         reproduced: model -> metric -> per-seed values, for metrics :data:`METRICS` and at least
             the models "baseline" and "agm"; further models are kept (after those two, in order).
+            None stands for a seed whose metrics are missing (see :func:`mean_ci`).
+        seeds: the seed of each value, to name them where a number is n/a.
     """
     for required in ("baseline", "agm"):
         if required not in reproduced:
@@ -103,11 +185,10 @@ def table3_values(reproduced: dict[str, dict[str, Sequence[float]]]) -> Table3Va
         missing = set(METRICS) - set(reproduced[model])
         if missing:
             raise ValueError(f"model {model!r} lacks metrics {sorted(missing)}")
-        models[model] = {metric: mean_ci(reproduced[model][metric]) for metric in METRICS}
-    base, agm = models["baseline"], models["agm"]
-    delta_abs = {m: agm[m].mean - base[m].mean for m in METRICS}
-    delta_rel = {m: 100.0 * delta_abs[m] / base[m].mean for m in METRICS}
-    return Table3Values(models=models, delta_abs=delta_abs, delta_rel=delta_rel)
+        models[model] = {metric: mean_ci(reproduced[model][metric], seeds=seeds) for metric in METRICS}
+    deltas = {m: _deltas(models["baseline"][m], models["agm"][m], m) for m in METRICS}
+    return Table3Values(models=models, delta_abs={m: d[0] for m, d in deltas.items()},
+                        delta_rel={m: d[1] for m, d in deltas.items()})
 
 
 def _render_table3(values: Table3Values, distance_name: str) -> pd.DataFrame:
@@ -118,32 +199,32 @@ def _render_table3(values: Table3Values, distance_name: str) -> pd.DataFrame:
         row = {"Model": model, "seeds": seeds}
         row |= {columns[m]: cis[m].format(DIGITS[m]) for m in METRICS}
         rows.append(row)
-    rows.append(
-        {"Model": DELTA_ABS, "seeds": ""}
-        | {columns[m]: f"{values.delta_abs[m]:+.{DIGITS[m]}f}" for m in METRICS}
-    )
-    rows.append(
-        {"Model": DELTA_REL, "seeds": ""}
-        | {columns[m]: f"{values.delta_rel[m]:+.1f}%" for m in METRICS}
-    )
+    rows.append({"Model": DELTA_ABS, "seeds": ""} | {columns[m]: values.delta_abs[m].format(DIGITS[m])
+                                                      for m in METRICS})
+    rows.append({"Model": DELTA_REL, "seeds": ""} | {columns[m]: values.delta_rel[m].format(1, "%")
+                                                      for m in METRICS})
     return pd.DataFrame(rows, columns=["Model", *columns.values(), "seeds"])
 
 
-def table3(reproduced: dict[str, dict[str, Sequence[float]]], distance_name: str) -> pd.DataFrame:
+def table3(reproduced: dict[str, dict[str, Sequence[float | None]]], distance_name: str,
+           seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """Reproduced Table 3 as text cells: one row per model, then the AGM vs baseline deltas.
 
     Model cells read "mean ± half-width" (95 % Student-t over seeds) when there are several
-    seeds, else the plain value; the "seeds" column gives n. Deltas compare means.
+    seeds, else the plain value; the "seeds" column gives n. Deltas compare means. A number that
+    cannot be computed reads "n/a (<reason>)", e.g. "n/a (seed 1 missing)", "n/a (seed 0 is NaN)",
+    "n/a (baseline precision is 0)".
 
     Args:
         reproduced: see :func:`table3_values`.
         distance_name: header of the distance column, e.g. "FD (digits classifier)" or
             "FID (Inception-v3)", so that a distance is never called FID when it is not.
+        seeds: see :func:`table3_values`.
 
     Returns:
         DataFrame with columns Model, ``distance_name``, Precision, Recall, seeds.
     """
-    return _render_table3(table3_values(reproduced), distance_name)
+    return _render_table3(table3_values(reproduced, seeds), distance_name)
 
 
 def paper_table3_values() -> Table3Values:
@@ -165,31 +246,52 @@ def paper_table3() -> pd.DataFrame:
     return _render_table3(paper_table3_values(), "FID").drop(columns="seeds")
 
 
-def training_cost(step_times: dict[str, Sequence[Sequence[float]]], reference: str = "agm") -> pd.DataFrame:
+def _median(times: Sequence[float] | None) -> float | None:
+    """The median of a run's logged step times; None for a missing run, nan for a run that logged none."""
+    if times is None:
+        return None
+    return float(np.median(times)) if len(times) else math.nan
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    """a / b; None when either is missing, ±inf or nan (not an exception) when b is 0."""
+    if a is None or b is None:
+        return None
+    if b == 0:
+        return math.nan if a == 0 else math.copysign(math.inf, a)
+    return a / b
+
+
+def training_cost(step_times: dict[str, Sequence[Sequence[float] | None]], reference: str = "agm",
+                  seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """Seconds per training step of every model, and its ratio to ``reference``'s, over seeds.
 
     A run's cost is the median of its logged step times (each the mean over one logging interval), so a
     few slow intervals (start-up, a checkpoint) do not move it. The ratio is paired by seed,
-    r_s = cost(model, s) / cost(reference, s), and both columns read "mean ± 95% interval" over seeds.
+    r_s = cost(model, s) / cost(reference, s), and both columns read "mean ± 95% interval" over seeds,
+    or "n/a (<reason>)" (see :func:`mean_ci`).
 
     Args:
-        step_times: model -> per-seed sequences of logged step times in seconds (dvclive's step_time_s);
-            every model has the reference's number of seeds, in the same order.
+        step_times: model -> per-seed sequences of logged step times in seconds (dvclive's step_time_s),
+            None for a seed whose log is missing; every model has the reference's number of seeds, in the
+            same order.
         reference: the model the ratios divide by.
+        seeds: the seed of each run, to name them where a number is n/a.
 
     Returns:
         DataFrame with columns Model, "s / step", "× <reference>", seeds.
     """
     if reference not in step_times:
         raise ValueError(f"step_times lacks the reference model {reference!r}; has {sorted(step_times)}")
-    ref = [float(np.median(times)) for times in step_times[reference]]
+    ref = [_median(times) for times in step_times[reference]]
     rows = []
     for model, per_seed in step_times.items():
-        cost = [float(np.median(times)) for times in per_seed]
+        cost = [_median(times) for times in per_seed]
         if len(cost) != len(ref):
             raise ValueError(f"model {model!r} has {len(cost)} seeds, {reference!r} has {len(ref)}")
-        rows.append({"Model": model, "s / step": mean_ci(cost).format(3),
-                     f"× {reference}": mean_ci([c / r for c, r in zip(cost, ref, strict=True)]).format(2),
+        rows.append({"Model": model, "s / step": mean_ci(cost, seeds=seeds).format(3),
+                     f"× {reference}": mean_ci([_ratio(c, r) for c, r in zip(cost, ref, strict=True)],
+                                               seeds=seeds).format(2),
                      "seeds": str(len(cost))})
     return pd.DataFrame(rows, columns=["Model", "s / step", f"× {reference}", "seeds"])
 

@@ -13,6 +13,7 @@ from agm.report.analysis import (
     ewm_smooth,
     first_step_reaching,
     logged_step_times,
+    mean_over_runs,
     mean_over_seeds,
     reproduced_metrics,
     weight_time_correlation,
@@ -118,3 +119,21 @@ def test_weight_time_correlation_and_step_times() -> None:
     assert corr.mean == pytest.approx(0.3) and corr.n == 2
     assert corr.half_width == pytest.approx(T_975_DF1 * 0.1)  # s = 0.1·√2, /√2
     assert logged_step_times({"agm": curves}) == {"agm": [[2.0], [1.0, 3.0]]}
+
+
+def test_missing_runs_and_null_metrics() -> None:
+    metrics = {"agm": [{"fd": 1.0, "precision": None, "recall": 0.6}, None]}
+    out = reproduced_metrics(metrics, ["agm"], "fd")
+    assert out["agm"]["distance"] == [1.0, None]  # None: the seed's metrics file is missing
+    assert math.isnan(out["agm"]["precision"][0])  # a JSON null: NaN
+    curves = [pd.DataFrame({"w_t_corr": [0.1, 0.3], "step_time_s": [1.0, 2.0]}), None]
+    assert weight_time_correlation(curves, seeds=[0, 1]).format(3) == "n/a (seed 1 missing)"
+    assert mean_over_runs([pd.DataFrame({"w_ess": [math.nan]})], "w_ess", seeds=[2]).format(3) == "n/a (seed 2 is NaN)"
+    assert logged_step_times({"agm": curves}) == {"agm": [[1.0, 2.0], None]}
+
+
+def test_metric_vs_steps_with_nan_values() -> None:
+    steps = {"baseline": [_steps([30.0, math.nan])], "agm": [_steps([25.0, 10.0])]}
+    comparison = compare_steps(steps, "fd")
+    assert math.isnan(comparison.baseline_final) and comparison.agm_reaches_at is None
+    assert mean_over_seeds([_steps([math.nan]), _steps([1.0])], "fd")["fd"].isna().all()

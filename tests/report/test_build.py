@@ -16,7 +16,7 @@ from agm.config import load_params, read_yaml
 from agm.model_file import save_model
 from agm.nets import Potential
 from agm.report import sections
-from agm.report.build import build_report, params_mapping
+from agm.report.build import build_report, load_json, load_optional, params_mapping, read_live_curves
 from agm.report.sections import RunOutputs
 from agm.time_weighting import TimeWeightTable
 
@@ -105,7 +105,7 @@ def test_full_report(tmp_path: Path, one_thread) -> None:
     assert "seed 0: " in text and "seed 1: " in text  # a collapse verdict per seed
     assert "time-only − AGM fd_digits: " in text
     assert "Paired by seed (2 seeds), fd_digits: " in text
-    assert "\n```yaml\nlambda: 0.1\nseed: 0\nseeds:\n- 0\n" in text
+    assert "\n```yaml\nprofile: tiny\nlambda: 0.1\nseed: 0\nseeds:\n- 0\n" in text
     assert "issue" not in text.lower()
     assert files.html.read_text().count("data:image/png;base64,") == 9  # every figure inlined once
 
@@ -143,3 +143,119 @@ def test_saliency_panels_shapes(tmp_path: Path, one_thread) -> None:
     for t in sections.SALIENCY_TIMES:
         assert x_t[t].shape == (3, 1, 8, 8) and saliency[t].shape == (3, 8, 8)
         assert (saliency[t] >= 0).all()
+
+
+# --- a metric of 0, NaN or a missing seed renders as "n/a (<reason>)", never an exception ------------
+
+
+def test_a_zero_baseline_metric_renders_na(tmp_path: Path) -> None:
+    # one seed, as the paper profile at tiny sizes: the baseline's honest precision of exactly 0
+    outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=False)
+    metrics = {m: [dict(row) for row in rows] for m, rows in outputs.metrics.items()}
+    metrics["baseline"][0]["precision"] = 0.0
+    files = build_report(out_dir=tmp_path / "report", params=load_params(TINY), git_rev="abc", profile="paper",
+                         outputs=dataclasses.replace(outputs, metrics=metrics))
+    text = files.markdown.read_text()
+    assert "| baseline | 58.00 | 0.000 | 0.600 | 1 |" in text
+    assert "| Δ (absolute) | -5.00 | +0.500 | +0.000 |  |" in text
+    assert "| Δ (relative, %) | -8.6% | n/a (baseline precision is 0) | +0.0% |  |" in text
+    assert "n/a (baseline precision is 0)" in files.html.read_text()
+
+
+def test_nan_and_missing_seeds_render_na(tmp_path: Path, one_thread) -> None:
+    models = ["baseline", "agm", "no_detach", "time_only", "action_matching"]
+    outputs = _outputs(tmp_path, models, [0, 1], with_potential=True)
+    metrics = {m: [dict(row) for row in rows] for m, rows in outputs.metrics.items()}
+    metrics["agm"][1] = None  # seed 1's metrics file is missing
+    metrics["time_only"][0]["fd_digits"] = float("nan")
+    curves = {m: list(per_seed) for m, per_seed in outputs.curves.items()}
+    curves["no_detach"][1] = curves["action_matching"][0] = None  # logs missing, one of them the first seed's
+    curves["agm"][1] = curves["agm"][1].assign(w_ess=float("nan"))
+    steps = {"baseline": outputs.steps["baseline"], "agm": [outputs.steps["agm"][0], None]}
+    degenerate = dataclasses.replace(outputs, metrics=metrics, curves=curves, steps=steps,
+                                     grids=dict(outputs.grids, time_only=None))
+    out = tmp_path / "report"
+    files = build_report(out_dir=out, params=load_params(TINY), outputs=degenerate, git_rev="abc", profile="smoke")
+    text = files.markdown.read_text()
+    assert re.findall(r"^## (.*)$", text, flags=re.M) == FULL_HEADINGS
+    assert len(list((out / "figures").glob("*.png"))) == 8  # no metric-vs-steps figure
+    assert "| agm | n/a (seed 1 missing) | n/a (seed 1 missing) | n/a (seed 1 missing) | 2 |" in text
+    assert "| Δ (absolute) | n/a (agm: seed 1 missing) |" in text
+    assert "| time_only | n/a (seed 0 is NaN) |" in text
+    assert "agm − baseline = n/a (seed 1 missing)." in text
+    assert "time-only − AGM fd_digits: n/a (seed 1 missing, seed 0 is NaN) over 2 seed(s). No verdict." in text
+    assert "seed 1: n/a (no_detach curves missing)." in text
+    assert "time_only: n/a (seed 0 sample grid missing)." in text
+    assert "action_matching: n/a (seed 0 curves missing)." in text
+    assert "| action_matching | n/a (seed 0 missing) | n/a (seed 0 missing) | 2 |" in text
+    assert "agm: effective sample size n/a (seed 1 is NaN) of the batch" in text
+    assert "The curves: n/a (agm: seed 1 missing)." in text
+    assert not re.search(r"\bnan\b", text)  # every unusable number says why
+
+
+def test_a_missing_agm_model_or_first_seed_renders_na(tmp_path: Path) -> None:
+    outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=True)
+    gone = dataclasses.replace(outputs, agm_model=tmp_path / "missing.pt", grids={"baseline": None, "agm": None},
+                               curves={"baseline": [None], "agm": [None]})
+    text = build_report(out_dir=tmp_path / "report", params=load_params(TINY), outputs=gone, git_rev="abc",
+                        profile="smoke").markdown.read_text()
+    assert f"n/a (seed 0 AGM model missing: {tmp_path / 'missing.pt'})" in text
+    assert "baseline, agm: n/a (seed 0 sample grid missing)." in text
+    assert "baseline, agm: n/a (seed 0 curves missing)." in text
+    assert "| agm | n/a (seed 0 missing) | n/a (seed 0 missing) | 1 |" in text  # training cost
+
+
+def test_load_optional_records_what_is_missing(tmp_path: Path) -> None:
+    missing: list[str] = []
+    (tmp_path / "there.json").write_text('{"precision": NaN}')
+    assert load_optional(load_json, tmp_path / "gone.json", missing) is None
+    assert load_optional(read_live_curves, tmp_path / "no_live", missing) is None
+    assert load_optional(load_json, tmp_path / "there.json", missing)["precision"] != 0.0  # NaN read as NaN
+    assert missing == [str(tmp_path / "gone.json"), str(tmp_path / "no_live")]
+
+
+def test_report_stage_shows_a_missing_seed_as_na(tmp_path: Path, monkeypatch, capsys) -> None:
+    """stages/report.py on outputs of seeds 0 and 1 where AGM's seed-1 metrics, its model and its time table
+    are missing: the page is written, with n/a where they were needed, and the stage says what was missing."""
+    import json
+    import sys
+
+    from agm.data import ImageSet, save_image_set
+    from stages import report
+
+    params = read_yaml(TINY) | {"seeds": [0, 1]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 1, 8, 8), dtype=np.uint8)
+    save_image_set(tmp_path / "train.npz", ImageSet(images, np.full(16, -1), "synthetic"))
+    for model in ("baseline", "agm"):
+        for seed in (0, 1):
+            live = tmp_path / "live" / model / f"s{seed}" / "plots" / "metrics" / "train"
+            live.mkdir(parents=True)
+            curve = _curve(model, seed)
+            for column in curve.columns.drop("step"):
+                curve[["step", column]].to_csv(live / f"{column}.tsv", sep="\t", index=False)
+            (tmp_path / "samples" / model / f"s{seed}").mkdir(parents=True)
+            np.save(tmp_path / "samples" / model / f"s{seed}" / "grid.npy", images)
+            (tmp_path / "steps" / model).mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"step": [200, 400], "fd_digits": [90.0, 60.0], "precision": [0.4, 0.5],
+                          "recall": [0.5, 0.6]}).to_csv(tmp_path / "steps" / model / f"s{seed}.csv", index=False)
+            if (model, seed) != ("agm", 1):
+                (tmp_path / "metrics" / model).mkdir(parents=True, exist_ok=True)
+                (tmp_path / "metrics" / model / f"s{seed}.json").write_text(json.dumps(
+                    {"fd_digits": 50.0 + seed, "precision": 0.0, "recall": 0.6, "n_samples": 100}))
+    (tmp_path / "metrics" / "features.json").write_text(json.dumps(
+        {"feature_space": "digits", "real_vs_real": {"fd_digits": 27.5, "precision": 0.91, "recall": 0.92}}))
+    args = {"params": "params.yaml", "real": "train.npz", "runs": "runs", "live": "live", "samples": "samples",
+            "metrics": "metrics", "steps": "steps", "out": "reports"}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["report", *(f"--{k}={v}" for k, v in args.items())])
+    report.main()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("report: missing, shown as n/a: metrics/agm/s1.json, ")
+    assert "runs/agm/s0/time_weights.json" in err
+    text = (tmp_path / "reports" / "report.md").read_text()
+    assert "| agm | n/a (seed 1 missing) | n/a (seed 1 missing) | n/a (seed 1 missing) | 2 |" in text
+    assert "| Δ (relative, %) | n/a (agm: seed 1 missing) |" in text
+    assert "n/a (seed 0 AGM model missing: runs/agm/s0/model.pt)" in text
+    assert "- profile: `tiny`" in text and "Reproduced with the **tiny** profile" in text  # params' `profile`

@@ -72,3 +72,21 @@ def test_describe_paired_differences_against_the_reference():
     half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} · s / √n with s = 1
     assert f"time_only − agm = 0.00 ± {half:.2f} (interval contains 0)" in text
     assert "agm − agm" not in text
+
+
+def test_paired_difference_with_a_missing_or_nan_seed_is_na():
+    missing = paired_difference([3.0, None, 4.0], [1.0, 2.0, 3.0], seeds=[0, 1, 2])
+    assert missing.diff.reason == "seed 1 missing" and missing.distinguishable is None
+    text = describe_time_only(missing, "fd")
+    assert text == "time-only − AGM fd: n/a (seed 1 missing) over 3 seed(s). No verdict."
+    nan = paired_difference([3.0, 5.0], [math.nan, 2.0], seeds=[4, 5])
+    assert nan.diff.format(2) == "n/a (seed 4 is NaN)" and nan.distinguishable is None
+    both_inf = paired_difference([math.inf], [math.inf], seeds=[0])  # inf − inf: NaN, still no exception
+    assert both_inf.diff.format(2) == "n/a (seed 0 is NaN)"
+
+
+def test_describe_paired_names_the_seed_that_is_missing():
+    values = {"baseline": [11.0, None], "agm": [10.0, 20.0], "time_only": [9.0, 21.0]}
+    text = describe_paired(values, "agm", "fd", seeds=[0, 1])
+    assert "baseline − agm = n/a (seed 1 missing);" in text
+    assert "time_only − agm = 0.00 ± 12.71 (interval contains 0)." in text  # -1, 1: t_{0.975, 1} · √2 / √2

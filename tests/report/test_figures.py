@@ -153,3 +153,23 @@ def test_plot_weight_by_time(tmp_path: Path) -> None:
         assert im.format == "PNG" and im.size[0] > 200
     with pytest.raises(ValueError, match="non-empty"):
         plot_weight_by_time([], tmp_path / "x.png")
+
+
+def test_figures_draw_nan_and_zero_without_raising(tmp_path: Path) -> None:
+    from agm.report.figures import plot_weight_by_time, plot_weight_diagnostics
+
+    nan = float("nan")
+    steps = pd.DataFrame({"model": ["baseline", "baseline", "agm", "agm"], "step": [200, 400, 200, 400],
+                          "fd": [nan, 30.0, nan, nan], "fd_ci": [nan] * 4})
+    plot_metric_vs_steps(steps, "fd", tmp_path / "steps.png", target=nan, target_label="baseline, final")
+    curve = pd.DataFrame({"step": [1, 2, 3], "drift_loss": [nan, 0.0, 1.0], "potential_loss": [nan] * 3,
+                          "w_min": [nan] * 3, "w_mean": [nan] * 3, "w_max": [nan] * 3, "w_ess": [nan, 0.0, 1.0],
+                          "w_ratio": [0.0, nan, 2.0]})
+    plot_training_curves({"agm": curve}, tmp_path / "curves.png")
+    plot_weight_stats({"agm": curve}, tmp_path / "weights.png")
+    plot_weight_diagnostics({"agm": curve}, tmp_path / "diagnostics.png")
+    plot_weight_by_time([nan, 0.0, 3.0], tmp_path / "by_time.png")
+    plot_saliency({0.5: np.full((1, 1, 8, 8), nan)}, {0.5: np.full((1, 8, 8), nan)}, tmp_path / "saliency.png")
+    for name in ("steps", "curves", "weights", "diagnostics", "by_time", "saliency"):
+        with Image.open(tmp_path / f"{name}.png") as image:
+            image.verify()

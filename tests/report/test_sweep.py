@@ -162,3 +162,19 @@ def test_plot_is_a_png(tmp_path: Path):
         image.verify()
     with Image.open(path) as image:
         assert image.size[0] > 5 * image.size[1] > 0  # five panels side by side
+
+
+def test_zero_nan_null_and_missing_seeds_do_not_raise(tmp_path: Path):
+    # AGM: FD exactly 0 at seed 0, precision NaN there, recall a JSON null at seed 1; the shuffled control has
+    # seed 1 only (seed 0 missing) and an infinite FD
+    runs = BASELINE | {("agm", 0): (0.0, math.nan, 0.8), ("agm", 1): (21.0, 0.0, 0.9),
+                       ("shuffled", 1): (math.inf, 0.5, 0.5)}
+    show = [_rev("workspace", 0.1, runs)]
+    show[0]["data"]["metrics"]["metrics/agm/s1.json"]["data"]["recall"] = None
+    rows = sweep_rows(show)
+    assert math.isnan(rows.set_index(["model", "seed"]).loc[("agm", 1), "recall"])
+    s = summarize(rows).set_index("model")
+    assert s.loc["agm", "fd_digits"] == pytest.approx(10.5) and s.loc["shuffled", "paired_seeds"] == "1"
+    assert math.isnan(s.loc["shuffled", "fd_digits"])  # an infinite value has no mean
+    plot_sweep(s.reset_index(), tmp_path / "lambda.png")
+    assert (tmp_path / "lambda.png").read_bytes()[:8] == PNG_MAGIC

@@ -14,6 +14,8 @@ from agm.report.tables import (
     PAPER_TABLE3,
     MeanCI,
     mean_ci,
+    na,
+    number,
     paper_table3,
     paper_table3_values,
     table3,
@@ -21,6 +23,7 @@ from agm.report.tables import (
     to_html,
     to_markdown,
     training_cost,
+    unusable,
 )
 
 # t quantiles from tables: t_{0.975, 1} = 12.7062047..., t_{0.95, 2} = 2.9199855...
@@ -82,12 +85,12 @@ def test_table3_values_equal_inputs() -> None:
             assert ci.mean == pytest.approx(np.mean(seeds))
             assert ci.n == len(seeds)
     # hand-computed: baseline FD mean 30.1667, agm 27.1667
-    assert values.delta_abs["distance"] == pytest.approx(-3.0)
-    assert values.delta_rel["distance"] == pytest.approx(-300.0 / (90.5 / 3))
-    assert values.delta_abs["precision"] == pytest.approx(0.02)
-    assert values.delta_rel["precision"] == pytest.approx(100 * 0.02 / 0.70)
-    assert values.delta_abs["recall"] == pytest.approx(0.02)
-    assert values.delta_rel["recall"] == pytest.approx(100 * 0.02 / 0.93)
+    assert values.delta_abs["distance"].value == pytest.approx(-3.0)
+    assert values.delta_rel["distance"].value == pytest.approx(-300.0 / (90.5 / 3))
+    assert values.delta_abs["precision"].value == pytest.approx(0.02)
+    assert values.delta_rel["precision"].value == pytest.approx(100 * 0.02 / 0.70)
+    assert values.delta_abs["recall"].value == pytest.approx(0.02)
+    assert values.delta_rel["recall"].value == pytest.approx(100 * 0.02 / 0.93)
 
 
 def test_table3_rendered_cells_match_values() -> None:
@@ -136,12 +139,12 @@ def test_table3_requires_baseline_and_agm() -> None:
 def test_paper_table3_deltas() -> None:
     values = paper_table3_values()
     assert values.models["baseline"]["distance"].mean == PAPER_TABLE3["baseline"]["fid"]
-    assert values.delta_abs["distance"] == pytest.approx(-3.06)
-    assert round(values.delta_rel["distance"], 1) == -10.7
-    assert values.delta_abs["precision"] == pytest.approx(0.020)
-    assert round(values.delta_rel["precision"], 1) == 2.8
-    assert values.delta_abs["recall"] == pytest.approx(0.020)
-    assert round(values.delta_rel["recall"], 1) == 2.1
+    assert values.delta_abs["distance"].value == pytest.approx(-3.06)
+    assert round(values.delta_rel["distance"].value, 1) == -10.7
+    assert values.delta_abs["precision"].value == pytest.approx(0.020)
+    assert round(values.delta_rel["precision"].value, 1) == 2.8
+    assert values.delta_abs["recall"].value == pytest.approx(0.020)
+    assert round(values.delta_rel["recall"].value, 1) == 2.1
 
 
 def test_paper_table3_rendered() -> None:
@@ -190,3 +193,73 @@ def test_training_cost_needs_the_reference_and_equal_seeds() -> None:
         training_cost({"baseline": [[1.0]]})
     with pytest.raises(ValueError, match="'baseline' has 1 seeds"):
         training_cost({"agm": [[1.0], [1.0]], "baseline": [[1.0]]})
+
+
+# --- numbers that cannot be computed: "n/a (<reason>)", never an exception ------------------------
+
+
+def test_unusable_names_missing_and_non_finite_seeds() -> None:
+    assert unusable([1.0, 2.0], seeds=[0, 1]) == ""
+    assert unusable([1.0, None], seeds=[0, 1]) == "seed 1 missing"
+    assert unusable([None, math.inf, None, math.nan], seeds=[3, 4, 5, 6]) == (
+        "seeds 3, 5 missing, seed 6 is NaN, seed 4 is inf")
+    assert unusable([math.nan, math.nan], seeds=[0, 1]) == "seeds 0, 1 are NaN"
+    assert unusable([None, math.nan, 1.0]) == "1 of 3 missing, NaN"  # without seeds: unnamed
+    with pytest.raises(ValueError, match="2 values for 1 seeds"):
+        unusable([1.0, 2.0], seeds=[0])
+
+
+@pytest.mark.parametrize(("values", "reason"), [([1.0, None], "seed 1 missing"), ([1.0, math.nan], "seed 1 is NaN"),
+                                                ([math.inf, 1.0], "seed 0 is inf"), ([None], "seed 0 missing")])
+def test_mean_ci_without_a_mean_is_na(values: list, reason: str) -> None:
+    ci = mean_ci(values, seeds=list(range(len(values))))
+    assert ci.reason == reason and ci.n == len(values)
+    assert math.isnan(ci.mean) and math.isnan(ci.half_width)
+    assert ci.format(2) == f"n/a ({reason})"
+
+
+def test_number_and_na() -> None:
+    assert na("seed 1 missing") == "n/a (seed 1 missing)"
+    assert number(0.0, 3) == "0.000" and number(0.02, 3, sign="+") == "+0.020"
+    assert number(math.nan, 3) == "n/a (NaN)" and number(-math.inf, 1, sign="+") == "n/a (inf)"
+
+
+def test_zero_baseline_makes_the_relative_delta_na() -> None:
+    # a tiny model's honest precision of exactly 0: the relative change over it is undefined, not an error
+    reproduced = {"baseline": {"distance": [30.0, 31.0], "precision": [0.0, 0.0], "recall": [0.0, 0.5]},
+                  "agm": {"distance": [0.0, 0.0], "precision": [0.02, 0.02], "recall": [0.1, 0.1]}}
+    values = table3_values(reproduced, seeds=[0, 1])
+    assert values.delta_abs["precision"].value == pytest.approx(0.02)
+    assert values.delta_rel["precision"].reason == "baseline precision is 0"
+    rows = table3(reproduced, "FD", seeds=[0, 1]).set_index("Model")
+    assert rows.loc[DELTA_ABS, "Precision"] == "+0.020"
+    assert rows.loc[DELTA_REL, "Precision"] == "n/a (baseline precision is 0)"
+    assert rows.loc[DELTA_REL, "Recall"] == f"{100 * (0.1 - 0.25) / 0.25:+.1f}%"  # a mean of 0.25: computed
+    assert rows.loc["agm", "FD"] == "0.00 ± 0.00"  # a metric of 0 is a value like any other
+    assert rows.loc[DELTA_REL, "FD"] == "-100.0%"
+
+
+def test_nan_and_missing_seeds_render_na_with_the_reason() -> None:
+    reproduced = {"baseline": {"distance": [30.0, math.nan], "precision": [0.7, 0.7], "recall": [0.9, 0.9]},
+                  "agm": {"distance": [27.0, 28.0], "precision": [0.72, None], "recall": [math.inf, 0.9]},
+                  "control": {"distance": [None, None], "precision": [0.1, 0.2], "recall": [0.3, 0.4]}}
+    rows = table3(reproduced, "FD", seeds=[3, 7]).set_index("Model")
+    assert rows.loc["baseline", "FD"] == "n/a (seed 7 is NaN)"
+    assert rows.loc["agm", "Precision"] == "n/a (seed 7 missing)"
+    assert rows.loc["agm", "Recall"] == "n/a (seed 3 is inf)"
+    assert rows.loc["control", "FD"] == "n/a (seeds 3, 7 missing)"
+    assert rows.loc["control", "seeds"] == "2"
+    assert rows.loc[DELTA_ABS, "FD"] == rows.loc[DELTA_REL, "FD"] == "n/a (baseline: seed 7 is NaN)"
+    assert rows.loc[DELTA_REL, "Precision"] == "n/a (agm: seed 7 missing)"
+    assert rows.loc[DELTA_ABS, "Recall"] == "n/a (agm: seed 3 is inf)"
+    unnamed = table3(reproduced, "FD").set_index("Model")  # without seeds the reason names no seed
+    assert unnamed.loc["baseline", "FD"] == "n/a (NaN)" and unnamed.loc["agm", "Precision"] == "n/a (1 of 2 missing)"
+    assert "n/a (seed 7 is NaN)" in to_markdown(table3(reproduced, "FD", seeds=[3, 7]))
+
+
+def test_training_cost_of_a_missing_or_zero_run_is_na() -> None:
+    times = {"agm": [[1.0], [0.0], None], "baseline": [[2.0], [1.0], [3.0]], "idle": [[], [1.0], [1.0]]}
+    row = training_cost(times, seeds=[0, 1, 2]).set_index("Model")
+    assert row.loc["agm", "s / step"] == "n/a (seed 2 missing)"
+    assert row.loc["baseline", "× agm"] == "n/a (seed 2 missing, seed 1 is inf)"
+    assert row.loc["idle", "s / step"] == "n/a (seed 0 is NaN)"  # a run that logged no step time
