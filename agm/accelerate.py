@@ -4,10 +4,14 @@ Order of the trainer switches (``accelerate`` applies them so): channels_last fi
 then torch.compile of the wrapped module. DDP lays out its gradient buckets with the parameters' strides
 when it is built, so channels_last must come before it; torch.compile goes outside DDP so that
 Dynamo's DDP optimiser can split the graph at the bucket boundaries. Measurements live in agm.perf.
+
+:func:`amp_warning` is the one line to print at start-up when ``train.amp`` is slow on the device (bf16 on a
+CPU without native bf16, fp16 on any CPU).
 """
 
 from __future__ import annotations
 
+import platform
 import warnings
 from typing import Any
 
@@ -30,6 +34,36 @@ def configure_backends(device: torch.device) -> list[str]:
     torch.backends.cudnn.allow_tf32 = True  # and for float32 convolutions (PyTorch's default, made explicit)
     torch.backends.cudnn.benchmark = True
     return ["tf32", "cudnn.benchmark"]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether bf16 convolutions run natively on this CPU: oneDNN runs bf16 here and the CPU has bf16 instructions.
+
+    Without oneDNN's bf16 (``torch.ops.mkldnn._is_mkldnn_bf16_supported``: false on most CPUs without AVX-512)
+    convolutions fall back to PyTorch's reference kernels; with it but without AVX512-BF16 (AMX CPUs have it
+    too) oneDNN emulates bf16 with float32 instructions. On Arm oneDNN's check is the CPU's BF16 flag itself.
+    """
+    onednn = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        return onednn and bool(torch.cpu._is_avx512_bf16_supported())
+    return onednn
+
+
+def amp_warning(device: torch.device, amp: str) -> str | None:
+    """The one-line warning to print at start-up when autocast ``amp`` (train.amp) is slow on ``device``, or None.
+
+    On the CPU: bf16 without native support (:func:`cpu_has_native_bf16`), and fp16 on any CPU (its convolution
+    backward pass has no fast kernel, even where oneDNN reports fp16 support). On a GPU both are the fast path.
+    """
+    if device.type != "cpu":
+        return None
+    if amp == "bf16" and not cpu_has_native_bf16():
+        return ("train.amp is bf16 on a CPU without native bf16 (AVX512-BF16 or Arm BF16): autocast emulates it, "
+                "several to tens of times slower than float32; set train.amp: none for CPU runs")
+    if amp == "fp16":
+        return ("train.amp is fp16 on the CPU: fp16 convolutions have no fast backward pass there, tens of times "
+                "slower than float32; set train.amp: none (or bf16 on a CPU with native bf16)")
+    return None
 
 
 class CompiledOrEager(nn.Module):
