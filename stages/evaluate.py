@@ -1,7 +1,8 @@
 """Stage `evaluate`: Fréchet distance, precision and recall of one model's samples (paper Table 3).
 
 The metric is named for its feature space: `fid` only for clean-fid's Inception-v3, `fd_digits` for the
-default profile's digit-classifier features.
+default profile's digit-classifier features. The real features are read (and `eval.inception_weights`, `auto` or a
+path, resolved against their recorded sha256) before the samples.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Stage `features`: build the evaluation feature space and cache the real data's features.
 
 digits: train the digit classifier (its held-out accuracy is a metric) and use its penultimate layer.
-inception: clean-fid's Inception-v3 from the local weights file named in `eval.inception_weights`; its sha256
-is stored with the features (and reported as `inception_sha256`), so `evaluate` and `steps` refuse if the file
-changes behind DVC's back (DVC sees only the path).
+inception: clean-fid's Inception-v3 from `eval.inception_weights`: `auto` (clean-fid downloads the file once into
+torch's cache) or a local path (docs/inception.md), resolved first, before any data is read. Its sha256 is stored
+with the features (and reported as `inception_sha256`), so `evaluate` and `steps` refuse if the file changes behind
+DVC's back (DVC sees only the param's value).
 Also reports the real-vs-real reference: held-out real images against the training images.
 """
 
@@ -16,6 +17,7 @@ from agm.config import load_params, resolve_device
 from agm.data import DataError, load_image_set
 from agm.io import atomic_dir, write_json
 from agm.metrics import save_feature_net, save_features, train_feature_net, weights_digest
+from agm.metrics.inception import resolve_inception_weights
 from agm.metrics.spaces import feature_extractor, sample_quality
 from stages import run
 
@@ -31,7 +33,9 @@ def main() -> None:
     params = load_params(args.params, ["seed", "eval"])
     eval_params = params.eval
     space, device = eval_params.feature_space, resolve_device(eval_params.device)
-    digest = weights_digest(eval_params.inception_weights) if space == "inception" else ""  # fails fast if missing
+    # First: `auto` downloads the weights now (once), and missing weights fail on one line before any work.
+    weights = resolve_inception_weights(eval_params.inception_weights) if space == "inception" else None
+    digest = weights_digest(weights) if weights else ""
     train, heldout = load_image_set(args.train), load_image_set(args.heldout)
     metrics: dict = {"feature_space": space}
     if digest:
@@ -50,7 +54,7 @@ def main() -> None:
             save_feature_net(out / "net.pt", result.model)
             metrics["classifier_train_accuracy"] = round(result.train_accuracy, 4)
             metrics["classifier_heldout_accuracy"] = round(result.heldout_accuracy, 4)
-        extract = feature_extractor(space, feature_net=out / "net.pt", inception_weights=eval_params.inception_weights,
+        extract = feature_extractor(space, feature_net=out / "net.pt", inception_weights=weights,
                                     device=device, batch_size=eval_params.batch_size)
         f_train, f_heldout = extract(train.images), extract(heldout.images)
         save_features(out / "train.npz", f_train, space, extractor=digest)

@@ -223,3 +223,35 @@ def test_prepare_stage_rejects_bad_params(tmp_path, default_raw):
         assert key in lines[0], name
         assert not any(p.exists() for p in outs), name
         assert sorted(p.name for p in outs[0].parent.iterdir()) == ["params.yaml"], name
+
+
+# eval.inception_weights: `auto` or the path of clean-fid's weights file, checked only for the inception space.
+@pytest.mark.parametrize("weights", ["auto", "/models/inception-2015-12-05.pt", "inception-2015-12-05.pt"])
+def test_inception_space_accepts_auto_or_a_path_to_the_weights(tmp_path, default_raw, weights):
+    raw = copy.deepcopy(default_raw)
+    raw["eval"].update(feature_space="inception", inception_weights=weights)
+    assert load_params(_write(tmp_path, raw), ["eval"]).eval.inception_weights == weights
+
+
+@pytest.mark.parametrize("weights", ["", " ", "AUTO", "weights/", "weights/inception.pt"])
+def test_inception_space_rejects_other_weights_values_on_one_line(tmp_path, default_raw, weights):
+    raw = copy.deepcopy(default_raw)
+    raw["eval"].update(feature_space="inception", inception_weights=weights)
+    with pytest.raises(ParamsError) as info:
+        load_params(_write(tmp_path, raw), ["eval"])
+    message = str(info.value)
+    assert "eval.inception_weights" in message and "auto" in message and "inception-2015-12-05.pt" in message
+    assert repr(weights) in message and "\n" not in message
+
+
+def test_digits_space_ignores_inception_weights(tmp_path, default_raw):
+    raw = copy.deepcopy(default_raw)
+    raw["eval"].update(feature_space="digits", inception_weights="")
+    assert load_params(_write(tmp_path, raw), ["eval"]).eval.inception_weights == ""
+
+
+def test_paper_profile_fetches_the_inception_weights_with_cleanfid():
+    from agm.metrics import INCEPTION_WEIGHTS_FILENAME
+
+    assert load_params(REPO / "profiles" / "paper.yaml", ["eval"]).eval.inception_weights == "auto"
+    assert INCEPTION_WEIGHTS_FILENAME == "inception-2015-12-05.pt"  # the name EvalParams.check requires

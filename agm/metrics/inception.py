@@ -7,11 +7,12 @@ batched as float tensors in [0, 255], and passed through ``cleanfid.fid.get_batc
 the feature extractor: the same calls clean-fid's ``get_files_features`` makes for a folder,
 with the images taken from memory instead of files. The extractor can be any callable that
 clean-fid accepts as ``custom_feat_extractor`` (``(B, 3, 299, 299)`` float in [0, 255] ->
-``(B, D)``); for the FID it is clean-fid's own ``InceptionV3W`` built from a local copy of the
-TorchScript weights, because clean-fid's default path downloads them and this project runs offline.
-DVC sees only that file's path (a param), so :func:`weights_digest` hashes its content: the
-``features`` stage stores the hash with the cached real features and the stages that compare
-against them refuse when the file has changed since.
+``(B, D)``); for the FID it is clean-fid's own ``InceptionV3W`` built from the TorchScript
+weights file :func:`resolve_inception_weights` finds (docs/inception.md): ``auto`` fetches it
+once with clean-fid's own download function into :func:`inception_cache_dir`, a path names a
+local copy. DVC sees only the param's value, so :func:`weights_digest` hashes the file's
+content: the ``features`` stage stores the hash with the cached real features and the stages
+that compare against them refuse when the file has changed since.
 
 clean-fid is imported inside the functions: importing it pulls in its download helpers and takes
 seconds, which ``import agm.metrics`` should not pay.
@@ -19,7 +20,10 @@ seconds, which ``import agm.metrics`` should not pay.
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +36,14 @@ INCEPTION_WEIGHTS_FILENAME = "inception-2015-12-05.pt"
 """File name clean-fid's ``InceptionV3W`` loads (``cleanfid/inception_torchscript.py``)."""
 
 WEIGHTS_PARAM = "eval.inception_weights"
-"""params.yaml key holding the local path of the weights file."""
+"""params.yaml key holding ``auto`` or the local path of the weights file."""
+
+AUTO = "auto"
+"""The ``eval.inception_weights`` value that fetches the weights with clean-fid on first use."""
+
+DOWNLOAD_TIMEOUT_S = 60.0
+"""Socket timeout (per connect or read) while clean-fid downloads, which sets none: offline behind a firewall
+that drops packets, the features stage fails instead of hanging."""
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -50,9 +61,23 @@ class MissingWeightsError(FileNotFoundError):
         super().__init__(
             f"Inception-v3 weights for FID not found at '{path}': download "
             f"{INCEPTION_WEIGHTS_FILENAME} from {_inception_url()} (the file clean-fid uses) "
-            f"and set {WEIGHTS_PARAM} in params.yaml to its local path"
+            f"and set {WEIGHTS_PARAM} in params.yaml to its local path, or to {AUTO}"
         )
         # Not ``filename``: OSError.__str__ would then print "[Errno None] None: <path>".
+        self.path = os.fspath(path)
+
+
+class WeightsDownloadError(MissingWeightsError):
+    """``auto`` found no cached weights and clean-fid's download failed (offline); one line."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: BaseException) -> None:
+        why = " ".join(f"{type(reason).__name__}: {reason}".split())
+        FileNotFoundError.__init__(
+            self,
+            f"{WEIGHTS_PARAM} is {AUTO} but {INCEPTION_WEIGHTS_FILENAME} is not at '{path}' and fetching it "
+            f"from {_inception_url()} failed ({why}); without the network, copy the file to '{path}' "
+            f"or set {WEIGHTS_PARAM} in params.yaml to the path of a local copy",
+        )
         self.path = os.fspath(path)
 
 
@@ -74,24 +99,76 @@ def check_inception_weights(weights_path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def weights_digest(weights_path: str | os.PathLike[str]) -> str:
+def inception_cache_dir() -> Path:
+    """Where ``auto`` keeps the weights: torch's checkpoint cache, ``torch.hub.get_dir()/checkpoints``.
+
+    That is ``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch/hub/checkpoints``): per user,
+    kept across reboots, movable with ``TORCH_HOME``, and where torchvision and pytorch-fid keep their
+    weights. clean-fid's own ``build_feature_extractor`` downloads into ``/tmp`` instead, which is
+    cleared on reboot, private per job on many clusters and shared by all users (docs/inception.md).
+    """
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _download_inception(path: Path) -> None:
+    """Fetch the weights to ``path`` with clean-fid's ``check_download_inception``, atomically.
+
+    clean-fid writes straight to ``<folder>/inception-2015-12-05.pt``, and an interrupted transfer
+    would leave a truncated file that it (and we) would then take as present; so it downloads into
+    a fresh folder beside ``path`` and the file is moved into place only once complete. Sockets time
+    out after :data:`DOWNLOAD_TIMEOUT_S` meanwhile, unless the process set a default timeout itself.
+    """
+    from cleanfid import downloads_helper
+
+    print(f"inception: downloading {INCEPTION_WEIGHTS_FILENAME} from {_inception_url()} to {path} "
+          "(once, with clean-fid)", flush=True)
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S if previous_timeout is None else previous_timeout)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".inception-", dir=path.parent) as tmp:
+            os.replace(downloads_helper.check_download_inception(fpath=tmp), path)
+    except (OSError, http.client.HTTPException) as exc:  # urllib's URLError, timeouts, IncompleteRead
+        raise WeightsDownloadError(path, exc) from exc
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def resolve_inception_weights(value: str | os.PathLike[str]) -> Path:
+    """The local weights file that ``eval.inception_weights`` = ``value`` names.
+
+    ``"auto"``: ``inception_cache_dir()/inception-2015-12-05.pt``, downloaded there by clean-fid
+    on first use; :class:`WeightsDownloadError` (one line: file, URL, param key) when that fails.
+    Anything else is a path, checked by :func:`check_inception_weights`. Cheap once the file is
+    there: call it before any expensive work.
+    """
+    if os.fspath(value) != AUTO:
+        return check_inception_weights(value)
+    path = inception_cache_dir() / INCEPTION_WEIGHTS_FILENAME
+    if not path.is_file():
+        _download_inception(path)
+    return path
+
+
+def weights_digest(weights: str | os.PathLike[str]) -> str:
     """sha256 (64 hex digits) of the weights file's bytes: the content, not the path.
 
-    Raises as :func:`check_inception_weights`.
+    ``weights``: ``"auto"`` or a path, resolved and checked by :func:`resolve_inception_weights`.
     """
-    return file_sha256(check_inception_weights(weights_path))
+    return file_sha256(resolve_inception_weights(weights))
 
 
 def load_inception(
-    weights_path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    weights: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
     """clean-fid's Inception-v3 (``InceptionV3W``, TorchScript) from local weights, in eval mode.
 
-    Built as clean-fid's ``build_feature_extractor("clean")`` builds it (``resize_inside=False``:
-    inputs are already 299x299), with ``download=False`` and the file's folder as its path, and
-    without the ``DataParallel`` wrapper. Maps ``(B, 3, 299, 299)`` in [0, 255] -> ``(B, 2048)``.
+    ``weights``: ``"auto"`` or a path (:func:`resolve_inception_weights`). Built as clean-fid's
+    ``build_feature_extractor("clean")`` builds it (``resize_inside=False``: inputs are already
+    299x299), with ``download=False`` and the file's folder as its path, and without the
+    ``DataParallel`` wrapper. Maps ``(B, 3, 299, 299)`` in [0, 255] -> ``(B, 2048)``.
     """
-    path = check_inception_weights(weights_path)
+    path = resolve_inception_weights(weights)
     from cleanfid.inception_torchscript import InceptionV3W
 
     model = InceptionV3W(str(path.parent), download=False, resize_inside=False)
@@ -161,7 +238,7 @@ def cleanfid_features(
 
 def inception_features(
     images_uint8: np.ndarray,
-    weights_path: str | os.PathLike[str],
+    weights: str | os.PathLike[str],
     *,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
@@ -169,11 +246,12 @@ def inception_features(
 ) -> np.ndarray:
     """clean-fid "clean" Inception-v3 features: uint8 ``(N, C, H, W)`` -> float32 ``(N, 2048)``.
 
-    ``weights_path``: local ``inception-2015-12-05.pt`` (params key ``eval.inception_weights``);
-    raises :class:`MissingWeightsError` when it is absent. The Fréchet distance of two such
-    feature sets is the FID.
+    ``weights``: ``"auto"`` or the path of a local ``inception-2015-12-05.pt`` (params key
+    ``eval.inception_weights``, :func:`resolve_inception_weights`); raises
+    :class:`MissingWeightsError` when it cannot be had. The Fréchet distance of two such feature
+    sets is the FID.
     """
-    model = load_inception(weights_path, device)
+    model = load_inception(weights, device)
     return cleanfid_features(
         images_uint8, model, batch_size=batch_size, device=device, num_workers=num_workers
     )

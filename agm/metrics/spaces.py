@@ -2,7 +2,8 @@
 
 - ``digits``: the penultimate layer of :class:`FeatureNet`, a classifier trained on the default
   dataset's labels. A Fréchet distance there is reported as ``fd_digits``.
-- ``inception``: clean-fid's Inception-v3 (local weights). A Fréchet distance there is ``fid``.
+- ``inception``: clean-fid's Inception-v3 (weights ``auto`` or a local path,
+  :func:`~agm.metrics.inception.resolve_inception_weights`). A Fréchet distance there is ``fid``.
 
 The ``features`` stage caches the real images' features in ``<features>/train.npz``; :func:`load_real_features`
 reads them back checked against the configured space (and weights), and :meth:`SampleQuality.record` is the
@@ -22,7 +23,7 @@ import torch
 from agm.metrics.feature_net import extract_features, load_feature_net
 from agm.metrics.features_io import Features, StaleFeaturesError, check_extractor, load_features
 from agm.metrics.frechet import frechet_distance
-from agm.metrics.inception import inception_features, weights_digest
+from agm.metrics.inception import cleanfid_features, load_inception, resolve_inception_weights, weights_digest
 from agm.metrics.precision_recall import precision_recall
 
 DISTANCE_NAMES = {"digits": "fd_digits", "inception": "fid"}
@@ -38,13 +39,17 @@ def feature_extractor(
     inception_weights: str | os.PathLike[str] | None = None,
     device: torch.device | str = "cpu", batch_size: int = 500,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A function mapping uint8 images (N, C, H, W) to float32 features (N, D) in ``space``."""
+    """A function mapping uint8 images (N, C, H, W) to float32 features (N, D) in ``space``.
+
+    The network is loaded once, here: ``feature_net`` for ``digits``, for ``inception`` clean-fid's
+    Inception-v3 from ``inception_weights`` (``"auto"`` or a path, resolved as in :func:`load_real_features`).
+    """
     if space == "digits":
         net = load_feature_net(feature_net, device=device)
         return lambda images: extract_features(net, images, batch_size=batch_size, device=device)
     if space == "inception":
-        return lambda images: inception_features(images, inception_weights, batch_size=batch_size,
-                                                 device=device)
+        model = load_inception(inception_weights, device)
+        return lambda images: cleanfid_features(images, model, batch_size=batch_size, device=device)
     raise ValueError(f"unknown feature space {space!r}; expected one of {sorted(DISTANCE_NAMES)}")
 
 
@@ -54,9 +59,10 @@ def load_real_features(
     """The real images' features ``features_dir/train.npz``: (N, D) in feature space ``space``.
 
     Raises :class:`StaleFeaturesError` (a one-line user error) when they are in another space than ``space``
-    (``eval.feature_space``) or, for ``inception``, were computed with other weights than the file at
-    ``inception_weights`` holds now: DVC sees only that path, so the content may have changed behind it.
-    Cheap: call it before any expensive work.
+    (``eval.feature_space``) or, for ``inception``, were computed with other weights than the file that
+    ``inception_weights`` (``"auto"`` or a path) resolves to holds now: DVC sees only the param's value, so
+    the content may have changed behind it. Resolving ``"auto"`` downloads the weights if they are not cached
+    yet (or fails on one line offline). Cheap once they are: call it before any expensive work.
     """
     path = Path(features_dir) / "train.npz"
     real = load_features(path)
@@ -64,7 +70,8 @@ def load_real_features(
         raise StaleFeaturesError(f"{path} holds {real.space!r} features but eval.feature_space is {space!r}; "
                                  "re-run the features stage")
     if space == "inception":
-        check_extractor(real, path, weights_digest(inception_weights), inception_weights)
+        weights = resolve_inception_weights(inception_weights)
+        check_extractor(real, path, weights_digest(weights), weights)
     return real
 
 

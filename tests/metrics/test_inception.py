@@ -1,16 +1,22 @@
-"""clean-fid wiring (agm/metrics/inception.py): missing weights, the weights' content hash, and
-clean-fid's own pipeline run with a small stand-in extractor through its ``custom_feat_extractor``
-interface."""
+"""clean-fid wiring (agm/metrics/inception.py): missing weights, the weights' content hash, clean-fid's
+own pipeline run with a small stand-in extractor through its ``custom_feat_extractor`` interface, and
+``eval.inception_weights`` resolved (a path; ``auto`` with clean-fid's download stood in for; offline)."""
 
 import hashlib
+import http.client
+import io
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from helpers import stage_error
 from PIL import Image
 
@@ -24,8 +30,15 @@ from agm.metrics import (
     frechet_distance,
     inception_features,
     load_features,
+    load_inception,
     save_features,
     weights_digest,
+)
+from agm.metrics.inception import (
+    DOWNLOAD_TIMEOUT_S,
+    WeightsDownloadError,
+    inception_cache_dir,
+    resolve_inception_weights,
 )
 from agm.provenance import file_sha256
 
@@ -86,14 +99,28 @@ def test_weights_file_must_carry_cleanfids_name(tmp_path):
         check_inception_weights(other)
 
 
+class _StandinInception(torch.nn.Module):
+    """Shaped as clean-fid's ``InceptionV3W`` uses the TorchScript file: a ``layers`` submodule mapping
+    (B, 3, 299, 299) -> (B, 2048, 1, 1); here a global average pool and a random 1x1 conv, not Inception-v3."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Conv2d(3, 2048, kernel_size=1))
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for param in self.layers.parameters():
+                param.copy_(torch.randn(param.shape, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
 def _standin_weights(folder: Path, seed: int) -> Path:
-    """A TorchScript file under clean-fid's weights name: a traced random conv, not Inception-v3."""
-    conv = torch.nn.Conv2d(3, 4, kernel_size=3)
-    with torch.no_grad():
-        conv.weight.copy_(torch.randn(conv.weight.shape, generator=torch.Generator().manual_seed(seed)))
+    """A TorchScript file under clean-fid's weights name that ``InceptionV3W`` loads (:class:`_StandinInception`,
+    40 kB); ``seed`` sets its weights, so two seeds give two contents."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / INCEPTION_WEIGHTS_FILENAME
-    torch.jit.save(torch.jit.trace(conv, torch.zeros(1, 3, 8, 8)), str(path))
+    torch.jit.save(torch.jit.trace(_StandinInception(seed), torch.zeros(1, 3, 8, 8)), str(path))
     return path
 
 
@@ -191,6 +218,135 @@ def test_grey_images_are_repeated_to_rgb():
     )
     with pytest.raises(ValueError, match="uint8"):
         cleanfid_features(grey.astype(np.float32), extractor)
+
+
+# --- eval.inception_weights: a path, auto (clean-fid's download, stood in for), offline -------------------
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch) -> Path:
+    """An empty torch cache (``TORCH_HOME`` under tmp_path) and no network: ``urllib.request.urlopen``, which
+    clean-fid's download calls, fails as it does offline. Returns the folder ``auto`` keeps the weights in."""
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def _fetch_standin(monkeypatch) -> list[Path]:
+    """Stand in for clean-fid's ``check_download_inception(fpath)``: write the stand-in weights where it would
+    write the download; returns the list of folders it was called with."""
+    from cleanfid import downloads_helper
+
+    calls: list[Path] = []
+
+    def fetch(fpath="./"):
+        assert socket.getdefaulttimeout() == DOWNLOAD_TIMEOUT_S  # a dead network fails, it does not hang
+        calls.append(Path(fpath))
+        return str(_standin_weights(Path(fpath), seed=0))
+
+    monkeypatch.setattr(downloads_helper, "check_download_inception", fetch)
+    return calls
+
+
+@_no_jit_warnings
+def test_a_path_is_used_as_given_and_nothing_is_downloaded(tmp_path, offline_cache, monkeypatch):
+    calls = _fetch_standin(monkeypatch)
+    weights = _standin_weights(tmp_path / "w", seed=0)
+    assert resolve_inception_weights(weights) == weights == resolve_inception_weights(str(weights))
+    feats = inception_features(_images(0, 3), str(weights), batch_size=2)
+    assert feats.shape == (3, 2048) and feats.dtype == np.float32
+    assert calls == [] and not offline_cache.exists()
+
+
+@_no_jit_warnings
+def test_auto_downloads_once_with_cleanfid_into_torch_cache_then_reuses_it(offline_cache, monkeypatch):
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    calls = _fetch_standin(monkeypatch)
+    assert inception_cache_dir() == offline_cache
+    path = resolve_inception_weights("auto")
+    assert path == offline_cache / INCEPTION_WEIGHTS_FILENAME and path.is_file()
+    assert len(calls) == 1 and calls[0].parent == offline_cache  # fetched into a folder beside it, then moved
+    assert sorted(offline_cache.iterdir()) == [path]  # and that folder is gone
+    assert socket.getdefaulttimeout() is None  # the download's timeout is not left behind
+    model = load_inception("auto")
+    assert isinstance(model, InceptionV3W) and not model.training
+    images = _images(1, 3)
+    feats = inception_features(images, "auto", batch_size=2)
+    assert feats.shape == (3, 2048)
+    np.testing.assert_array_equal(feats, cleanfid_features(images, model, batch_size=2))
+    assert weights_digest("auto") == file_sha256(path)
+    assert len(calls) == 1  # every later use reads the cached file
+
+
+def test_auto_offline_fails_on_one_line_naming_file_url_and_key(offline_cache, capsys):
+    from cleanfid.downloads_helper import inception_url
+
+    with pytest.raises(MissingWeightsError) as info:
+        resolve_inception_weights("auto")
+    message = str(info.value)
+    assert isinstance(info.value, WeightsDownloadError) and isinstance(info.value, FileNotFoundError)
+    assert "\n" not in message
+    assert INCEPTION_WEIGHTS_FILENAME in message and inception_url in message and "eval.inception_weights" in message
+    assert str(offline_cache / INCEPTION_WEIGHTS_FILENAME) in message
+    assert "Temporary failure in name resolution" in message  # urllib's reason, kept
+    assert list(offline_cache.iterdir()) == []
+    assert inception_url in capsys.readouterr().out  # the attempt was announced
+
+
+class _BrokenOff(io.BytesIO):
+    """An HTTP response that breaks off after its first chunk, as http.client reports a dropped connection."""
+
+    def read(self, size=-1):
+        if self.tell():
+            raise http.client.IncompleteRead(b"", 1000)
+        return super().read(10)
+
+
+@_no_jit_warnings
+def test_an_interrupted_download_leaves_no_file_to_take_for_the_weights(offline_cache, monkeypatch):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *args, **kwargs: _BrokenOff(b"x" * 100))
+    with pytest.raises(WeightsDownloadError, match="IncompleteRead"):
+        resolve_inception_weights("auto")
+    assert list(offline_cache.iterdir()) == []  # clean-fid's partial file went with its folder
+    calls = _fetch_standin(monkeypatch)
+    assert resolve_inception_weights("auto").is_file() and len(calls) == 1  # so the next run fetches again
+
+
+@pytest.mark.parametrize("weights", ["auto", "nowhere/inception-2015-12-05.pt"])
+def test_features_stage_resolves_the_weights_before_reading_data(tmp_path, offline_cache, monkeypatch, capsys,
+                                                                  weights):
+    """Offline without the file: one line, exit 2, before the (absent) images are read or anything is written."""
+    from cleanfid.downloads_helper import inception_url
+
+    from stages import features, run
+
+    params = yaml.safe_load((ROOT / "tests" / "tiny_params.yaml").read_text())
+    params["eval"].update(feature_space="inception", inception_weights=weights)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    absent, out = str(tmp_path / "absent.npz"), tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["features", "--params", str(tmp_path / "params.yaml"), "--train", absent,
+                                      "--heldout", absent, "--out", str(out), "--metrics", str(tmp_path / "m.json")])
+    with pytest.raises(SystemExit) as info:
+        run(features.main)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert INCEPTION_WEIGHTS_FILENAME in err and inception_url in err and "eval.inception_weights" in err
+    assert absent not in err and not out.exists() and not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "steps"])
+def test_stages_resolve_auto_before_any_work(tmp_path, stage, offline_cache, monkeypatch, capsys):
+    from cleanfid.downloads_helper import inception_url
+
+    features = tmp_path / "features"
+    save_features(features / "train.npz", np.zeros((4, 2)), "inception", extractor="0" * 64)
+    err = stage_error(stage, tmp_path, features, dict(feature_space="inception", inception_weights="auto"),
+                      monkeypatch, capsys)
+    assert INCEPTION_WEIGHTS_FILENAME in err and inception_url in err and "eval.inception_weights" in err
 
 
 def test_importing_metrics_does_not_import_cleanfid():

@@ -10,6 +10,7 @@ from helpers import stage_error
 
 from agm.data import DataError
 from agm.metrics import INCEPTION_WEIGHTS_FILENAME, StaleFeaturesError, save_features, weights_digest
+from agm.metrics.inception import inception_cache_dir
 from agm.metrics.spaces import DISTANCE_NAMES, SampleQuality, load_real_features, sample_quality
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,19 @@ def test_load_real_features_refuses_inception_features_of_other_weights(tmp_path
     _weights(tmp_path / "w", b"new")
     with pytest.raises(StaleFeaturesError, match="re-run the features stage"):
         load_real_features(tmp_path, "inception", weights)
+
+
+def test_auto_checks_the_cached_weights_and_refuses_features_of_others(tmp_path, monkeypatch):
+    """A file pre-placed in torch's cache is what ``auto`` means (no download); replacing it is caught as for a
+    path, and the error names the cached file."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = _weights(inception_cache_dir(), b"old")
+    save_features(tmp_path / "train.npz", np.zeros((4, 2)), "inception", extractor=weights_digest(cached))
+    assert load_real_features(tmp_path, "inception", "auto").extractor == weights_digest("auto")
+    _weights(inception_cache_dir(), b"new")
+    with pytest.raises(StaleFeaturesError, match="re-run the features stage") as info:
+        load_real_features(tmp_path, "inception", "auto")
+    assert str(cached) in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("stage", ["evaluate", "steps"])
