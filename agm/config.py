@@ -140,6 +140,7 @@ class TrainParams:
     compile: bool
     channels_last: bool
     device: str
+    nproc: int
     log_every: int
     checkpoint_every: int
     snapshot_every: int
@@ -147,6 +148,10 @@ class TrainParams:
     def check(self) -> None:
         check_range("train.steps", self.steps, lo=1)
         check_range("train.batch_size", self.batch_size, lo=1)
+        check_range("train.nproc", self.nproc, lo=1)
+        if self.batch_size % self.nproc:
+            raise ParamsError(f"train.batch_size {self.batch_size} is not divisible by train.nproc {self.nproc} "
+                              "(each process trains an equal slice of the global batch)")
         check_range("train.lr", self.lr, lo=0.0, lo_open=True)
         for i, b in enumerate(self.betas):
             check_range(f"train.betas[{i}]", b, lo=0.0, hi=1.0, hi_open=True)
@@ -187,7 +192,7 @@ class EvalParams:
     """Evaluation (docs/spec.md §8): the feature space, precision/recall k and the feature net."""
 
     feature_space: Literal["digits", "inception"]
-    inception_weights: str
+    inception_weights: str  # inception: auto | path to inception-2015-12-05.pt (docs/inception.md)
     k: int
     batch_size: int
     feature_net_epochs: int
@@ -202,13 +207,19 @@ class EvalParams:
         check_range("eval.feature_net_lr", self.feature_net_lr, lo=0.0, lo_open=True)
         check_range("eval.snapshot_samples", self.snapshot_samples, lo=0)
         check_device("eval.device", self.device)
+        # clean-fid's InceptionV3W loads its weights by this name (agm.metrics.INCEPTION_WEIGHTS_FILENAME).
+        if self.feature_space == "inception" and self.inception_weights != "auto" and (
+                Path(self.inception_weights).name != "inception-2015-12-05.pt"):
+            raise ParamsError("eval.inception_weights must be auto (clean-fid downloads the weights once) or the "
+                              f"path of a local inception-2015-12-05.pt, got {self.inception_weights!r}")
 
 
 SECTIONS: dict[str, type] = {
     "data": DataParams, "bridge": BridgeParams, "model": ModelParams, "potential": PotentialParams,
     "train": TrainParams, "sample": SampleParams, "eval": EvalParams,
 }
-TOP_LEVEL: dict[str, Any] = {"lambda": float, "seed": int, "seeds": tuple[int, ...], "controls": tuple[str, ...]}
+TOP_LEVEL: dict[str, Any] = {"profile": str, "lambda": float, "seed": int, "seeds": tuple[int, ...],
+                             "controls": tuple[str, ...]}
 CONTROLS = ("no_detach", "time_only", "action_matching", "shuffled")
 """Control models beside the baseline and AGM (agm.variants), switched on by listing them in ``controls``."""
 
@@ -217,6 +228,7 @@ CONTROLS = ("no_detach", "time_only", "action_matching", "shuffled")
 class Params:
     """The validated params file; sections not asked for are None."""
 
+    profile: str | None = None
     lam: float | None = None
     seed: int | None = None
     seeds: tuple[int, ...] | None = None
@@ -260,6 +272,8 @@ def load_params(path: str | os.PathLike[str], sections: typing.Iterable[str] | N
 
 
 def _check_top_level(name: str, value: Any) -> None:
+    if name == "profile" and not value.strip():
+        raise ParamsError("profile must name the run's profile (default, paper, ...), got an empty string")
     if name == "lambda":
         check_range("lambda", value, lo=0.0)
     elif name in ("seed", "seeds"):
@@ -308,21 +322,12 @@ def _section(name: str, raw: Any, cls: type) -> Any:
     return obj
 
 
-def resolvecheck_device(name: str) -> torch.device:  # noqa: F821
-    """'auto' → cuda when available (the rank's GPU under torchrun), else cpu."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    return torch.device(name)
 def resolve_device(name: str) -> torch.device:  # noqa: F821
-    """'auto' → cuda when available (the rank's GPU under torchrun), else cpu."""
+    """'auto' → cuda when available, else cpu; 'auto' and 'cuda' pick the process's GPU (torchrun's LOCAL_RANK)."""
     import torch
 
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if name == "auto" and not torch.cuda.is_available():
         return torch.device("cpu")
+    if name in ("auto", "cuda"):  # one GPU per process: torchrun's LOCAL_RANK
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)

@@ -78,6 +78,30 @@ def euler_maruyama(
     return x.clamp(-1.0, 1.0)
 
 
+def sample_batch(
+    f: Drift,
+    b: int,
+    n: int,
+    batch_size: int,
+    image_shape: tuple[int, int, int],
+    nfe: int,
+    g: float,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Batch ``b`` of the ``n`` samples of training seed ``seed``: images in [-1, 1], (≤ batch_size, C, H, W).
+
+    Drawn from its own generator seeded with :func:`batch_seed` (seed, b) = seed · S + b, so any subset of
+    batches (one process's share under torchrun, or a resumed run) reproduces exactly the images a
+    single process would draw.
+    """
+    gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
+    size = min(batch_size, n - b * batch_size)
+    if size <= 0:
+        raise ValueError(f"batch {b} is past the {n} samples at batch size {batch_size}")
+    return euler_maruyama(f, (size, *image_shape), nfe, g, gen, device)
+
+
 def sample_batches(
     f: Drift,
     n: int,
@@ -89,14 +113,6 @@ def sample_batches(
     device: torch.device | str = "cpu",
     indices: range | None = None,
 ):
-    """Yield (batch_index, images in [-1, 1]) for the batches covering ``n`` samples.
-
-    Batch b is drawn from its own generator seeded with :func:`batch_seed` (seed, b) = seed · S + b, so any
-    subset of batches (one rank's share under torchrun, or a resumed run) reproduces exactly the images a
-    single process would draw.
-    """
-    n_batches = math.ceil(n / batch_size)
-    for b in indices if indices is not None else range(n_batches):
-        gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
-        size = min(batch_size, n - b * batch_size)
-        yield b, euler_maruyama(f, (size, *image_shape), nfe, g, gen, device)
+    """Yield (batch_index, images in [-1, 1]) for the batches covering ``n`` samples (:func:`sample_batch`)."""
+    for b in indices if indices is not None else range(math.ceil(n / batch_size)):
+        yield b, sample_batch(f, b, n, batch_size, image_shape, nfe, g, seed, device)

@@ -70,8 +70,11 @@ def _common(params: Params, variant: str, seed: int, unet: dict[str, Any], devic
                ema_decay=train.ema_decay, ema_warmup=train.ema_warmup, warmup_steps=train.warmup_steps,
                amp=train.amp, fused=device.type == "cuda",
                sigma_max=params.bridge.sigma_max, schedule=params.bridge.schedule)
+    # the identity holds the device type, not the index or the process count: every rank of a torchrun
+    # job (cuda:0, cuda:1, ...) must agree on it, and any process count trains the same global batch
+    identity = {k: v for k, v in dataclasses.asdict(train).items() if k != "nproc"}
     config = {"variant": variant, "seed": seed, "bridge": dataclasses.asdict(params.bridge), "model": unet,
-              "train": {**dataclasses.asdict(train), "device": str(device)}}
+              "train": {**identity, "device": device.type}}
     return opt, config
 
 

@@ -2,12 +2,15 @@
 
 Writes samples.npy (uint8 (N, C, H, W), `sample.num_samples` at `sample.nfe`) batch by batch, and the
 Fig. 3 grid (grid.npy, grid.png: `sample.grid_size` images at `sample.grid_nfe` from the seed's own grid
-noise, `agm.sampler.grid_seed`, which no sample batch shares).
+noise, `agm.sampler.grid_seed`, which no sample batch shares). With `train.nproc` > 1 the batches are
+shared among that many processes (torchrun); every batch has its own seed, so the images are those of one
+process, and rank 0 alone writes.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -17,10 +20,11 @@ from tqdm import tqdm
 from agm.checkpoint import load_checkpoint
 from agm.config import load_params, resolve_device
 from agm.data import to_uint8
+from agm.distributed import close_process_group, gathered, init_process_group, launch
 from agm.image_grid import save_image_grid
 from agm.io import atomic_dir
 from agm.model_file import image_shape, load_drift
-from agm.sampler import euler_maruyama, grid_seed, sample_batches
+from agm.sampler import euler_maruyama, grid_seed, sample_batch
 from stages import run
 
 
@@ -31,19 +35,33 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True, help="output folder")
     args = ap.parse_args()
-    sample_params = load_params(args.params, ["sample"]).sample
+    params = load_params(args.params, ["sample", "train"])
+    sample_params = params.sample
+    shape = image_shape(load_checkpoint(args.model))  # on the CPU: a bad file fails here, before any launch
+    if (status := launch(params.train.nproc, "stages.sample", sys.argv[1:])) is not None:
+        sys.exit(status)
     device = resolve_device(sample_params.device)
+    rank = init_process_group(device)
     f = load_drift(args.model, device)
-    shape = image_shape(load_checkpoint(args.model))
     n, batch_size, nfe, g = sample_params.num_samples, sample_params.batch_size, sample_params.nfe, sample_params.g
+    n_batches = -(-n // batch_size)
+
+    def draw(b: int) -> np.ndarray:
+        return to_uint8(sample_batch(f, b, n, batch_size, shape, nfe, g, args.seed, device)).cpu().numpy()
+
     t0 = time.perf_counter()
+    if rank > 0:  # draw this process's batches; rank 0 gathers and writes them
+        for _ in gathered(draw, n_batches):
+            pass
+        close_process_group()
+        return
     with atomic_dir(args.out) as out:
         arr = np.lib.format.open_memmap(out / "samples.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
-        for b, x in tqdm(sample_batches(f, n, batch_size, shape, nfe, g, args.seed, device),
-                         total=-(-n // batch_size), desc="sample", unit="batch"):
-            arr[b * batch_size : b * batch_size + len(x)] = to_uint8(x).cpu().numpy()
+        for b, x in tqdm(gathered(draw, n_batches), total=n_batches, desc="sample", unit="batch"):
+            arr[b * batch_size : b * batch_size + len(x)] = x
         arr.flush()
         del arr
+        close_process_group()
         gen = torch.Generator(device=device).manual_seed(grid_seed(args.seed))  # Fig. 3: the same noise for every model
         grid_size = sample_params.grid_size
         grid = to_uint8(euler_maruyama(f, (grid_size, *shape), sample_params.grid_nfe, g, gen, device)).cpu().numpy()

@@ -1,12 +1,14 @@
 """Stage `steps`: the metric against training steps, from the EMA snapshots the trainer kept.
 
 Each snapshot (and the final model) draws `eval.snapshot_samples` images at `sample.nfe` with the same
-seed, so the points differ only by the weights. Written as a CSV for `dvc plots` and the report.
+seed, so the points differ only by the weights. Written as a CSV for `dvc plots` and the report. With
+`train.nproc` > 1 the sample batches are shared among that many processes (torchrun) and rank 0 scores them.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,11 @@ import torch
 from agm.checkpoint import load_checkpoint
 from agm.config import load_params, resolve_device
 from agm.data import to_uint8
+from agm.distributed import close_process_group, gathered, init_process_group, launch
 from agm.io import atomic_path
 from agm.metrics.spaces import feature_extractor, load_real_features, sample_quality
 from agm.model_file import image_shape, load_drift
-from agm.sampler import sample_batches
+from agm.sampler import sample_batch
 from stages import run
 
 
@@ -31,31 +34,40 @@ def main() -> None:
     ap.add_argument("--features", required=True)
     ap.add_argument("--out", required=True, help="CSV: step, distance, precision, recall")
     args = ap.parse_args()
-    params = load_params(args.params, ["sample", "eval"])
+    params = load_params(args.params, ["sample", "eval", "train"])
     sample_params, eval_params = params.sample, params.eval
-    space, device = eval_params.feature_space, resolve_device(eval_params.device)
+    space = eval_params.feature_space
     real = load_real_features(args.features, space, eval_params.inception_weights)
-    extract = feature_extractor(space, feature_net=Path(args.features) / "net.pt",
-                                inception_weights=eval_params.inception_weights, device=device,
-                                batch_size=eval_params.batch_size)
     run_dir = Path(args.run)
     final = load_checkpoint(run_dir / "model.pt")
     snaps = [load_checkpoint(snap) for snap in sorted((run_dir / "snapshots").glob("ema_*.pt"))]
     points = [(ck["step"], ck["ema"]) for ck in snaps if ck["step"] < final["step"]] + [(final["step"], final["ema"])]
-    shape = image_shape(final)
+    if (status := launch(params.train.nproc, "stages.steps", sys.argv[1:])) is not None:
+        sys.exit(status)
+    device = resolve_device(eval_params.device)
+    rank = init_process_group(device)
+    if rank == 0:
+        extract = feature_extractor(space, feature_net=Path(args.features) / "net.pt",
+                                    inception_weights=eval_params.inception_weights, device=device,
+                                    batch_size=eval_params.batch_size)
+    shape, n, batch_size = image_shape(final), eval_params.snapshot_samples, sample_params.batch_size
     rows = []
     for step, state in points:
         f = load_drift(run_dir / "model.pt", device, state=state)
-        images = np.concatenate([
-            to_uint8(x).cpu().numpy()
-            for _, x in sample_batches(f, eval_params.snapshot_samples, sample_params.batch_size, shape,
-                                       sample_params.nfe, sample_params.g, args.seed, device)
-        ])
-        q = sample_quality(real.features, extract(images), k=eval_params.k)
-        rows.append({"step": step, **q.record(space, ndigits=None)})  # unrounded: the CSV writes 5 digits
-        print(f"steps: step {step}: {rows[-1]}")
-    with atomic_path(args.out) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.5g")
+
+        def draw(b: int, f=f) -> np.ndarray:
+            return to_uint8(sample_batch(f, b, n, batch_size, shape, sample_params.nfe, sample_params.g,
+                                         args.seed, device)).cpu().numpy()
+
+        images = [x for _, x in gathered(draw, -(-n // batch_size))]  # rank 0 holds them all; the others none
+        if rank == 0:
+            q = sample_quality(real.features, extract(np.concatenate(images)), k=eval_params.k)
+            rows.append({"step": step, **q.record(space, ndigits=None)})  # unrounded: the CSV writes 5 digits
+            print(f"steps: step {step}: {rows[-1]}")
+    close_process_group()
+    if rank == 0:
+        with atomic_path(args.out) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.5g")
 
 
 if __name__ == "__main__":

@@ -3,21 +3,23 @@
 Variants share this one script: ``baseline`` (λ = 0, no V), ``agm``, and the controls ``no_detach``,
 ``time_only`` (with ``--time-weights``, an AGM run's per-t weights) and ``action_matching``. Checkpoints
 live in a persistent folder and hold the run's identity (configuration, data hash, code hash), so a killed
-run resumes and any other run starts from step 0. Under ``torchrun --nproc_per_node=N -m stages.train ...``
+run resumes and any other run starts from step 0. With `train.nproc` = N > 1 the stage validates its inputs
+and reruns itself as N processes (torchrun on this node); under torchrun (that one, or a multi-node job's)
 the processes split each batch (DDP) and rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
-from agm.accelerate import accelerate, configure_backends
+from agm.accelerate import accelerate, amp_warning, configure_backends
 from agm.config import ParamsError, load_params, resolve_device
 from agm.data import check_batch_size, load_image_set
-from agm.distributed import close_process_group, init_process_group, launched_processes
+from agm.distributed import close_process_group, init_process_group, launch, launched_processes
 from agm.io import atomic_dir
 from agm.nets import count_parameters
 from agm.provenance import code_digest, file_sha256
@@ -51,6 +53,12 @@ def main() -> None:
     data = load_image_set(args.data)
     check_batch_size(data, params.train.batch_size)
     params.model.check_resolution(data.images.shape[2])
+    nproc = params.train.nproc
+    if args.variant == "no_detach" and nproc > 1:  # see the refusal above
+        print(f"{args.variant}: trains in one process (train.nproc {nproc} applies to the other variants)")
+        nproc = 1
+    if (status := launch(nproc, "stages.train", sys.argv[1:])) is not None:
+        sys.exit(status)
     device = resolve_device(params.train.device)
     rank = init_process_group(device)
     built = build_run(params, args.variant, args.seed, data.images.shape[1], data.images.shape[2], device, table)
@@ -62,6 +70,8 @@ def main() -> None:
     n_f, n_v = count_parameters(trainer.f), count_parameters(trainer.V) if trainer.V is not None else 0
     if rank == 0:
         print(f"{name}: f {n_f / 1e6:.2f}M params, V {n_v / 1e6:.3f}M, {device}, checkpoints {ckpt_dir}")
+    if rank == 0 and (warning := amp_warning(device, params.train.amp)):
+        print(f"{name}: warning: {warning}", file=sys.stderr)
     applied = configure_backends(device)
     applied += accelerate(trainer, compile=params.train.compile, channels_last=params.train.channels_last,
                           distributed=launched_processes() > 1)

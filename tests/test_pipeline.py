@@ -3,7 +3,9 @@
 Checks what a user relies on: `dvc repro` with two seeds produces every metric, plot and figure, and
 the report shows mean ± 95% intervals equal to those of the metrics files; a second `dvc repro` runs
 nothing; switching the controls on runs only the new stages and adds them to the report; `dvc exp run
--S lambda=0.0` re-runs only the AGM branch and `dvc metrics diff` shows the changed AGM numbers.
+-S lambda=0.0` re-runs only the AGM branch and `dvc metrics diff` shows the changed AGM numbers;
+`train.nproc: 2` runs train, sample and steps as two gloo processes with the one-process results, and
+two torchrun "nodes" on 127.0.0.1 train a train stage as one process does.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -162,3 +167,65 @@ def test_sweep_gathers_lambda_from_experiments(repo: Path) -> None:
     assert summary[summary["model"] == "agm"]["seeds"].tolist() == [2, 2]
     with Image.open(repo / "sweep" / "lambda.png") as im:
         im.verify()
+
+
+# ---- several processes: train.nproc inside dvc repro, and two "nodes" on the loopback ----------------------
+
+def test_sample_stage_on_two_processes_writes_the_single_process_images(repo: Path, tmp_path: Path) -> None:
+    """Every batch has its own seed, so sharing the batches between two gloo processes changes no pixel."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["nproc"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = sh(["python", "-m", "stages.sample", "--params", str(tmp_path / "params.yaml"), "--seed", "1",
+              "--model", "runs/baseline/s1/model.pt", "--out", str(tmp_path / "samples")], repo)
+    assert "launch: torchrun --nnodes=1 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=localhost:0" in out
+    for name in ("samples.npy", "grid.npy"):
+        assert (np.load(tmp_path / "samples" / name) == np.load(repo / "samples" / "baseline" / "s1" / name)).all()
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["grid.npy", "grid.png", "samples.npy"]
+
+
+def test_repro_with_two_processes_matches_one_process(repo: Path) -> None:
+    """`dvc exp run -S train.nproc=2`: train, sample and steps run as two gloo processes inside the pipeline
+    and give the one-process results up to float reduction order."""
+    one = {m: read_metrics(repo, m) for m in ("baseline", "agm")}
+    live_one = {m: json.loads((repo / "live" / m / "s0" / "metrics.json").read_text()) for m in ("baseline", "agm")}
+    samples_one = np.load(repo / "samples" / "agm" / "s0" / "samples.npy")
+    out = sh(["dvc", "exp", "run", "-S", "train.nproc=2"], repo)
+    assert {"train_baseline@0", "train_agm@1", "sample@agm-0", "steps@baseline-1"} <= ran_stages(out), out
+    assert out.count("--nproc_per_node=2") >= 4 * len(SEEDS)  # train and sample, both models, every seed
+    for m in ("baseline", "agm"):
+        live = json.loads((repo / "live" / m / "s0" / "metrics.json").read_text())
+        assert live["steps"] == 6
+        assert live["train"]["drift_loss"] == pytest.approx(live_one[m]["train"]["drift_loss"], rel=1e-4)
+        for a, b in zip(read_metrics(repo, m), one[m], strict=True):
+            assert a["fd_digits"] == pytest.approx(b["fd_digits"], rel=1e-2, abs=1e-2)
+    samples_two = np.load(repo / "samples" / "agm" / "s0" / "samples.npy")
+    diff = np.abs(samples_two.astype(int) - samples_one.astype(int))
+    assert diff.max() <= 2 and (diff > 0).mean() < 0.01  # a few pixels one quantisation step apart at most
+
+
+def test_two_nodes_on_the_loopback_train_the_one_process_model(repo: Path, tmp_path: Path) -> None:
+    """Multi-node: two torchrun agents ("nodes", one gloo process each) meet by c10d rendezvous on 127.0.0.1
+    and train a train stage; the model equals one process's up to float reduction order."""
+    def stage_args(name: str) -> list[str]:
+        return ["-m", "stages.train", "--params", "params.yaml", "--variant", "agm", "--seed", "0",
+                "--data", "data/prepared/train.npz", "--checkpoints", str(tmp_path / name / "ckpt"),
+                "--out", str(tmp_path / name / "run"), "--live", str(tmp_path / name / "live")]
+
+    sh(["python", *stage_args("one")], repo)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
+    node = ["torchrun", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=loopback", *stage_args("two")]
+    nodes = [subprocess.Popen(node, cwd=repo, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for _ in range(2)]
+    logs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert all(node.returncode == 0 for node in nodes), "\n".join(logs)
+    one, two = (torch.load(tmp_path / n / "run" / "model.pt", weights_only=False) for n in ("one", "two"))
+    assert two["step"] == one["step"] == 6
+    for key, ref in one["ema"].items():
+        torch.testing.assert_close(two["ema"][key], ref, rtol=1e-4, atol=2e-5, msg=key)
+    live = json.loads((tmp_path / "two" / "live" / "metrics.json").read_text())
+    assert live["steps"] == 6  # rank 0 logged
