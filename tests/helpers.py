@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import torch
 from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_FILES = ("agm", "stages", ".dvc", "dvc.yaml", ".gitignore")
+"""What a `dvc repro` in a temporary repository needs of this one (params.yaml is the test's own)."""
 
 B = 8
 HYPER = dict(sigma_max=0.1, margin=1.0, mu=0.01, clamp=(0.1, 10.0), lr_f=1e-3, lr_v=1e-3,
@@ -78,3 +85,13 @@ def stage_error(stage: str, tmp_path, features, eval_updates: dict, monkeypatch,
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert not (tmp_path / "out").exists()
     return err
+
+
+def copy_pipeline(dst: Path) -> None:
+    """Copy the code and DVC files of this repository into ``dst`` (caches and __pycache__ left out)."""
+    for name in PIPELINE_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp"))
+        else:
+            shutil.copy2(src, dst / name)

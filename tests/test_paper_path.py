@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import copy_pipeline
 from paper_inputs import (
     NETWORK_LOG_ENV,
     synthetic_images,
@@ -138,12 +139,7 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperRun]:
     env = offline_env(write_network_guard(inputs / "guard"), network_log)
 
     repo = tmp_path_factory.mktemp("paper_repo")
-    for name in ("agm", "stages", ".dvc", "dvc.yaml", ".gitignore"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp"))
-        else:
-            shutil.copy2(src, repo / name)
+    copy_pipeline(repo)
     paper = yaml.safe_load(PAPER.read_text())
     params = yaml.safe_load(PAPER.read_text())
     for key, value in {**SIZES, **SETTINGS, "data.name": str(hf_folder),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -23,6 +22,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import copy_pipeline
 from PIL import Image
 
 from agm.report.tables import mean_ci
@@ -59,12 +59,7 @@ def table_row(md: str, model: str) -> list[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dst = tmp_path_factory.mktemp("pipeline")
-    for name in ("agm", "stages", ".dvc", "dvc.yaml", ".gitignore"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp"))
-        else:
-            shutil.copy2(src, dst / name)
+    copy_pipeline(dst)
     params = yaml.safe_load(TINY.read_text())
     params["seeds"] = list(SEEDS)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
