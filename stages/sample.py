@@ -20,11 +20,12 @@ from tqdm import tqdm
 from agm.checkpoint import load_checkpoint
 from agm.config import load_params, resolve_device
 from agm.data import to_uint8
-from agm.distributed import close_process_group, gathered, init_process_group, launch
+from agm.distributed import close_process_group, init_process_group, launch
 from agm.image_grid import save_image_grid
 from agm.io import atomic_dir
 from agm.model_file import image_shape, load_drift
-from agm.sampler import euler_maruyama, grid_seed, sample_batch
+from agm.sampler import euler_maruyama, grid_seed
+from agm.sampling import gathered_samples
 from stages import run
 
 
@@ -44,20 +45,16 @@ def main() -> None:
     rank = init_process_group(device)
     f = load_drift(args.model, device)
     n, batch_size, nfe, g = sample_params.num_samples, sample_params.batch_size, sample_params.nfe, sample_params.g
-    n_batches = -(-n // batch_size)
-
-    def draw(b: int) -> np.ndarray:
-        return to_uint8(sample_batch(f, b, n, batch_size, shape, nfe, g, args.seed, device)).cpu().numpy()
-
+    batches = gathered_samples(f, n, batch_size, shape, nfe, g, args.seed, device)
     t0 = time.perf_counter()
     if rank > 0:  # draw this process's batches; rank 0 gathers and writes them
-        for _ in gathered(draw, n_batches):
+        for _ in batches:
             pass
         close_process_group()
         return
     with atomic_dir(args.out) as out:
         arr = np.lib.format.open_memmap(out / "samples.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
-        for b, x in tqdm(gathered(draw, n_batches), total=n_batches, desc="sample", unit="batch"):
+        for b, x in tqdm(batches, total=-(-n // batch_size), desc="sample", unit="batch"):
             arr[b * batch_size : b * batch_size + len(x)] = x
         arr.flush()
         del arr

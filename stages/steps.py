@@ -17,12 +17,11 @@ import torch
 
 from agm.checkpoint import load_checkpoint
 from agm.config import load_params, resolve_device
-from agm.data import to_uint8
-from agm.distributed import close_process_group, gathered, init_process_group, launch
+from agm.distributed import close_process_group, init_process_group, launch
 from agm.io import atomic_path
 from agm.metrics.spaces import feature_extractor, load_real_features, sample_quality
 from agm.model_file import image_shape, load_drift
-from agm.sampler import sample_batch
+from agm.sampling import gathered_samples
 from stages import run
 
 
@@ -54,12 +53,8 @@ def main() -> None:
     rows = []
     for step, state in points:
         f = load_drift(run_dir / "model.pt", device, state=state)
-
-        def draw(b: int, f=f) -> np.ndarray:
-            return to_uint8(sample_batch(f, b, n, batch_size, shape, sample_params.nfe, sample_params.g,
-                                         args.seed, device)).cpu().numpy()
-
-        images = [x for _, x in gathered(draw, -(-n // batch_size))]  # rank 0 holds them all; the others none
+        images = [x for _, x in gathered_samples(f, n, batch_size, shape, sample_params.nfe, sample_params.g,
+                                                 args.seed, device)]  # rank 0 holds them all; the others none
         if rank == 0:
             q = sample_quality(real.features, extract(np.concatenate(images)), k=eval_params.k)
             rows.append({"step": step, **q.record(space, ndigits=None)})  # unrounded: the CSV writes 5 digits

@@ -17,7 +17,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "agm.action_matching", "agm.saliency", "agm.metrics"),
     3: ("agm.distributed", "agm.checkpoint"),
     4: ("agm.trainer_base", "agm.weightings", "agm.agm_trainer", "agm.action_matching_trainer", "agm.train",
-        "agm.accelerate", "agm.peaks", "agm.perf"),
+        "agm.accelerate", "agm.peaks", "agm.perf", "agm.sampling"),
     5: ("agm.model_file",),
     6: ("agm.variants", "agm.report"),
     7: ("stages",),
