@@ -15,12 +15,30 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from agm.metrics import INCEPTION_WEIGHTS_FILENAME
+
+PAPER_TINY_SIZES: dict[str, Any] = {
+    "train.steps": 2,                # one EMA snapshot before the final step: a two-point metric-vs-steps curve
+    "train.batch_size": 2,           # the fewest for which AGM's batch softmax weights differ from 1
+    "train.log_every": 1,
+    "train.checkpoint_every": 2,
+    "train.snapshot_every": 1,
+    "sample.num_samples": 4,         # k + 1: precision/recall with k = 3
+    "sample.batch_size": 4,
+    "sample.nfe": 1,
+    "sample.grid_nfe": 1,
+    "sample.grid_size": 1,
+    "eval.batch_size": 8,
+    "eval.snapshot_samples": 4,      # k + 1
+}
+"""The only sizes shrunk from profiles/paper.yaml (each no larger than the paper's), for
+tests/test_paper_path.py and scripts/gpu_check.py (its `stages` section runs the same stages on a GPU)."""
 
 NETWORK_LOG_ENV = "AGM_TEST_NETWORK_LOG"
 """Environment variable naming the file the guard appends one JSON line to per refused access."""

@@ -29,6 +29,7 @@ import yaml
 from helpers import copy_pipeline
 from paper_inputs import (
     NETWORK_LOG_ENV,
+    PAPER_TINY_SIZES,
     synthetic_images,
     write_hf_dataset,
     write_image_folder,
@@ -48,21 +49,8 @@ N_IMAGES = 80
 """The paper's holdout_fraction 0.05 holds out round(80 * 0.05) = 4 images: the fewest k = 3 precision/recall
 accepts (N > k) for the features stage's real-vs-real reference."""
 
-SIZES: dict[str, Any] = {
-    "train.steps": 2,                # one EMA snapshot before the final step: a two-point metric-vs-steps curve
-    "train.batch_size": 2,           # the fewest for which AGM's batch softmax weights differ from 1
-    "train.log_every": 1,
-    "train.checkpoint_every": 2,
-    "train.snapshot_every": 1,
-    "sample.num_samples": 4,         # k + 1: precision/recall with k = 3
-    "sample.batch_size": 4,
-    "sample.nfe": 1,
-    "sample.grid_nfe": 1,
-    "sample.grid_size": 1,
-    "eval.batch_size": 8,
-    "eval.snapshot_samples": 4,      # k + 1
-}
-"""The only sizes shrunk from profiles/paper.yaml (each no larger than the paper's)."""
+SIZES = PAPER_TINY_SIZES
+"""The only sizes shrunk from profiles/paper.yaml (tests/paper_inputs.py; scripts/gpu_check.py runs them too)."""
 
 SETTINGS: dict[str, Any] = {"train.amp": "none"}
 """Not sizes: bf16 autocast on a CPU is ~50x slower than float32."""

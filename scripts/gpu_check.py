@@ -1,0 +1,715 @@
+"""The paper setting measured on one GPU, in sections that each run in their own process under a time budget.
+
+Run it through ``scripts/gpu_check.sh [--dry-run] --out DIR`` (which puts the repository on PYTHONPATH and,
+where dvclive or clean-fid is missing, installs the wheels carried in ``.whl/``). Sections, in order:
+
+1. ``env``        GPU name and memory, driver, CUDA, cuDNN, torch, Triton, bf16 support.
+2. ``train``      paper-profile networks (profiles/paper.yaml), batch 128, 64x64x3 random data: baseline and AGM
+                  steps in bf16 autocast, eager and eager + channels_last; ``train_compiled``: torch.compile
+                  (with channels_last where it was faster eagerly). Step time, images/s, FLOPs, achieved
+                  TFLOP/s and fraction of the dense bf16 peak (agm.peaks), peak memory, host syncs per step,
+                  projected hours for 500k steps beside the paper's ~494 images/s (agm.perf does the measuring).
+3. ``sample``     Euler-Maruyama with the EMA drift (float32 as stages/sample.py runs it, and bf16 autocast):
+                  the largest batch that fits, images/s, projected minutes for 10k samples at NFE 500.
+4. ``correctness`` bf16 against float32 losses over the same first steps (stated tolerance); a short bf16
+                  training on structured images whose loss must fall.
+   ``stages``     the paper-path stages (prepare, features with a stand-in Inception, train baseline and AGM,
+                  sample, evaluate), at the slow test's tiny sizes, run as dvc.yaml writes them, on this device.
+5. ``extra_seeds`` if the budget has time left: the default profile's baseline and AGM for extra seeds, trained,
+                  sampled (10,000 samples each) and evaluated, as rows (extra_seeds.csv) plus the samples
+                  (extra_seeds_samples.npz) for the power study.
+
+Every section's result is merged into DIR/gpu_check.json and DIR/gpu_check.md as soon as it finishes, so a run
+cut short still returns what it measured; DIR/gpu_check.log holds every section's output. ``--dry-run`` runs the
+same code on the CPU with tests/tiny_params.yaml networks and tiny sizes, in a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "profiles" / "paper.yaml"
+DEFAULT = ROOT / "params.yaml"
+TINY = ROOT / "tests" / "tiny_params.yaml"
+PAPER_IMAGES_PER_S = 500_000 * 128 / (36 * 3600)
+"""The paper's training throughput: 500k steps at batch 128 in about 36 h on one RTX 4090 (~494 images/s)."""
+PAPER_STEPS = 500_000
+
+# (name, wall-clock cap in seconds on a GPU, cap in a dry run): the order they run in
+SECTIONS: tuple[tuple[str, float, float], ...] = (
+    ("env", 60, 60),
+    ("train", 100, 150),
+    ("train_compiled", 150, 400),
+    ("sample", 70, 90),
+    ("correctness", 60, 120),
+    ("stages", 110, 300),
+    ("extra_seeds", 600, 90),
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# shared helpers (run inside a section's process)
+
+
+def device_for(dry_run: bool):
+    import torch
+
+    if dry_run:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device visible to torch (use --dry-run on a CPU)")
+    return torch.device("cuda")
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def set_key(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *sections, key = dotted.split(".")
+    for section in sections:
+        tree = tree[section]
+    if key not in tree:
+        raise KeyError(f"{dotted} is not a key of the params file")
+    tree[key] = value
+
+
+def write_params(tree: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Path:
+    tree = json.loads(json.dumps(tree))
+    for key, value in overrides.items():
+        set_key(tree, key, value)
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def perf_params(dry_run: bool, tmp: Path, **overrides: Any) -> Path:
+    """The params file of the speed sections: the paper profile's networks (tiny ones in a dry run)."""
+    if dry_run:
+        tree = read_params(TINY)
+        overrides = {"data.channels": 3, **overrides}
+    else:
+        tree = read_params(PAPER)
+    return write_params(tree, tmp / "perf_params.yaml", overrides)
+
+
+def build_trainer(params_path: Path, variant: str, device, *, amp: str, seed: int = 0):
+    import dataclasses as dc
+
+    from agm.config import load_params
+    from agm.variants import VARIANTS, build_run
+
+    params = load_params(params_path, ["seeds", "data", "sample", *VARIANTS["agm"].sections])
+    params = dc.replace(params, train=dc.replace(params.train, amp=amp))
+    shape = (params.data.channels, params.data.resolution, params.data.resolution)
+    return params, shape, build_run(params, variant, seed, shape[0], shape[1], device).trainer
+
+
+def train_record(result: Any) -> dict[str, Any]:
+    r = dataclasses.asdict(result)
+    r["step_time_ms"] = 1e3 * r["step_time_s"]
+    r["achieved_tflops"] = r["achieved_flops_per_s"] / 1e12
+    r["peak_memory_gib"] = r["peak_memory_bytes"] / 2**30
+    r["projected_hours_500k_steps"] = r["step_time_s"] * PAPER_STEPS / 3600
+    r["vs_paper_images_per_s"] = r["images_per_s"] / PAPER_IMAGES_PER_S
+    return r
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sections: each takes (args, tmp) and returns a JSON-able dict
+
+
+def section_env(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import torch
+
+    out: dict[str, Any] = {
+        "python": platform.python_version(), "torch": torch.__version__, "cuda_runtime": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
+        "machine": platform.machine(),
+    }
+    for mod in ("triton", "torchvision", "dvclive", "cleanfid", "dvc"):
+        try:
+            m = __import__(mod)
+            out[mod] = getattr(m, "__version__", "importable")
+        except Exception as exc:  # reported, not fatal: the sections that need it say so
+            out[mod] = f"not importable ({type(exc).__name__}: {exc})"
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        out |= {"gpu": torch.cuda.get_device_name(0), "gpu_memory_gib": props.total_memory / 2**30,
+                "capability": f"{props.major}.{props.minor}", "multiprocessors": props.multi_processor_count,
+                "bf16_supported": torch.cuda.is_bf16_supported(), "gpu_count": torch.cuda.device_count()}
+        try:
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name,memory.total,clocks.max.sm",
+                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+            out["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            out["nvidia_smi"] = f"failed: {exc}"
+    from agm.peaks import device_name, device_peak_flops
+
+    device = device_for(args.dry_run)
+    out["device"] = str(device)
+    out["device_name"] = device_name(device)
+    out["dense_bf16_peak_tflops"] = (p / 1e12 if (p := device_peak_flops(device, torch.bfloat16)) else None)
+    return out
+
+
+def _bench_modes(args: argparse.Namespace, tmp: Path, modes: list[dict[str, bool]]) -> dict[str, Any]:
+    import torch
+
+    from agm.accelerate import accelerate, configure_backends
+    from agm.perf import bench_train, random_batch
+
+    device = device_for(args.dry_run)
+    applied = configure_backends(device)
+    amp = "none" if args.dry_run else "bf16"
+    batch_size = 4 if args.dry_run else 128
+    warmup, steps = (1, 2) if args.dry_run else (3, 15)
+    path = perf_params(args.dry_run, tmp)
+    out: dict[str, Any] = {"batch_size": batch_size, "amp": amp, "backends": applied, "warmup_steps": warmup,
+                           "timed_steps": steps, "paper_images_per_s": PAPER_IMAGES_PER_S, "runs": []}
+    for mode in modes:
+        for variant in ("baseline", "agm"):
+            params, shape, trainer = build_trainer(path, variant, device, amp=amp)
+            batch = random_batch(batch_size, shape, seed=0, device=device)
+            t0 = time.perf_counter()
+            notes = accelerate(trainer, compile=mode["compile"], channels_last=mode["channels_last"])
+            rec = train_record(bench_train(trainer, batch, warmup=warmup, steps=steps))
+            rec |= {"variant": variant, **mode, "applied": notes, "image_shape": list(shape),
+                    "wall_s_incl_warmup": time.perf_counter() - t0}
+            out["runs"].append(rec)
+            write_part(args, out)  # a section killed at its cap still reports the runs it finished
+            print(f"train {variant} {mode}: {rec['step_time_ms']:.1f} ms/step, {rec['images_per_s']:.0f} img/s, "
+                  f"{rec['achieved_tflops']:.1f} TFLOP/s, peak fraction {rec['peak_fraction']}, "
+                  f"{rec['peak_memory_gib']:.2f} GiB, syncs {rec['host_syncs_per_step']}", flush=True)
+            del trainer, batch
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return out
+
+
+def section_train(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    out = _bench_modes(args, tmp, [{"compile": False, "channels_last": False},
+                                   {"compile": False, "channels_last": True}])
+    by = {(r["variant"], r["channels_last"]): r["step_time_s"] for r in out["runs"]}
+    out["channels_last_helps"] = all(by[(v, True)] < by[(v, False)] for v in ("baseline", "agm"))
+    return out
+
+
+def section_train_compiled(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    return _bench_modes(args, tmp, [{"compile": True, "channels_last": bool(args.channels_last)}])
+
+
+def section_sample(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import torch
+
+    from agm.accelerate import configure_backends
+    from agm.perf import synchronize
+    from agm.sampler import euler_maruyama
+
+    device = device_for(args.dry_run)
+    configure_backends(device)
+    _, shape, trainer = build_trainer(perf_params(args.dry_run, tmp), "agm", device, amp="none")
+    drift = trainer.ema.model.eval()
+    g, nfe_paper, n_paper = 0.01, 500, 10_000
+    candidates = [2, 4, 8] if args.dry_run else [500, 1000, 2000, 4000, 8000, 16000]
+    timed_nfe = 2 if args.dry_run else 5
+
+    def run(batch: int, nfe: int, amp: torch.dtype | None) -> float:
+        def f(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                return drift(x, t)
+
+        gen = torch.Generator(device=device).manual_seed(0)
+        synchronize(device)
+        t0 = time.perf_counter()
+        euler_maruyama(f, (batch, *shape), nfe, g, gen, device)
+        synchronize(device)
+        return time.perf_counter() - t0
+
+    out: dict[str, Any] = {"image_shape": list(shape), "timed_nfe": timed_nfe, "g": g, "probe": [], "runs": []}
+    fits = []
+    for batch in candidates:  # one drift evaluation per candidate, float32: the sample stage's dtype
+        try:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds = run(batch, 1, None)
+            mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+            out["probe"].append({"batch": batch, "fits": True, "one_nfe_s": seconds, "peak_memory_gib": mem})
+            fits.append(batch)
+            print(f"sample probe batch {batch}: fits, {seconds:.3f} s for one NFE, {mem} GiB", flush=True)
+            if seconds > 1.5:  # the next, twice as large, would eat the section's minute
+                break
+        except torch.cuda.OutOfMemoryError:
+            out["probe"].append({"batch": batch, "fits": False})
+            print(f"sample probe batch {batch}: out of memory", flush=True)
+            torch.cuda.empty_cache()
+            break
+    out["largest_batch_that_fits"] = max(fits)
+    for batch in sorted({min(fits), max(fits)}):
+        for amp_name, amp in (("float32", None), ("bf16", torch.bfloat16)):
+            run(batch, 1, amp)  # warm-up (cuDNN autotuning for this shape)
+            seconds = run(batch, timed_nfe, amp)
+            per_nfe = seconds / timed_nfe
+            ips = batch / (per_nfe * nfe_paper)
+            rec = {"batch": batch, "amp": amp_name, "timed_nfe": timed_nfe, "seconds": seconds,
+                   "seconds_per_nfe": per_nfe, "images_per_s_at_nfe_500": ips,
+                   "projected_minutes_10k_at_nfe_500": n_paper / ips / 60}
+            out["runs"].append(rec)
+            print(f"sample batch {batch} {amp_name}: {per_nfe * 1e3:.1f} ms per NFE, {ips:.1f} img/s at NFE 500, "
+                  f"{rec['projected_minutes_10k_at_nfe_500']:.1f} min for 10k", flush=True)
+    # one whole NFE-500 draw where it is short, to check the linear projection from the timed steps
+    best = min((r for r in out["runs"] if r["amp"] == "float32"), key=lambda r: r["seconds_per_nfe"])
+    full_nfe = timed_nfe * 5 if args.dry_run else nfe_paper
+    if best["seconds_per_nfe"] * full_nfe < (5 if args.dry_run else 25):
+        seconds = run(best["batch"], full_nfe, None)
+        out["full_draw"] = {"batch": best["batch"], "nfe": full_nfe, "seconds": seconds,
+                            "projected_seconds": best["seconds_per_nfe"] * full_nfe}
+        print(f"sample full draw: batch {best['batch']} at NFE {full_nfe} in {seconds:.1f} s "
+              f"(projected {out['full_draw']['projected_seconds']:.1f} s)", flush=True)
+    return out
+
+
+def section_correctness(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import torch
+    from paper_inputs import synthetic_images
+
+    from agm.accelerate import configure_backends
+    from agm.data import to_model_range
+
+    device = device_for(args.dry_run)
+    configure_backends(device)
+    path = perf_params(args.dry_run, tmp)
+    batch_size = 8 if args.dry_run else 128
+    compare_steps = 3 if args.dry_run else 10
+    train_steps = 30 if args.dry_run else 300
+    amp = "bf16"
+    params, shape, _ = build_trainer(path, "agm", torch.device("cpu"), amp="none")
+    images = synthetic_images(512 if not args.dry_run else 64, size=shape[1])
+    data = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()[:, : shape[0]].to(device)
+
+    def batches(n: int, seed: int):
+        gen = torch.Generator(device=device).manual_seed(seed)
+        bshape = (batch_size, *shape)
+        for _ in range(n):
+            idx = torch.randint(len(data), (batch_size,), generator=gen, device=device)
+            x0, eps, z = (torch.randn(bshape, generator=gen, device=device) for _ in range(3))
+            t = torch.rand(batch_size, generator=gen, device=device)
+            yield to_model_range(data[idx]), x0, eps, t, z
+
+    # bf16 against float32: the same initial weights (same seed) and the same batches
+    losses: dict[str, list[dict[str, float]]] = {}
+    for name in ("none", amp):
+        _, _, trainer = build_trainer(path, "agm", device, amp=name)
+        losses[name] = [{k: float(v) for k, v in dataclasses.asdict(trainer.step(*b)).items()}
+                        for b in batches(compare_steps, seed=1)]
+    tol = 0.05
+    rel = [abs(b["drift_loss"] - f["drift_loss"]) / abs(f["drift_loss"]) for f, b in zip(losses["none"], losses[amp])]
+    rel_v = [abs(b["potential_loss"] - f["potential_loss"]) / max(abs(f["potential_loss"]), 1e-3)
+             for f, b in zip(losses["none"], losses[amp])]
+    out: dict[str, Any] = {
+        "bf16_vs_fp32": {
+            "steps": compare_steps, "batch_size": batch_size, "fp32": losses["none"], "bf16": losses[amp],
+            "max_rel_diff_drift_loss": max(rel), "max_rel_diff_potential_loss": max(rel_v),
+            "tolerance": tol,
+            "tolerance_reason": ("bf16 keeps 8 significand bits (unit roundoff 2^-8 = 0.0039); the loss is a mean over "
+                                 "the batch of outputs of a ~40-layer network whose rounding errors add up, and the "
+                                 "two runs' weights drift apart with every step: 5% relative is about 13 unit "
+                                 "roundoffs, far below the loss's own change over the first steps"),
+            "passed": max(rel) <= tol,
+        }
+    }
+    print(f"correctness bf16 vs fp32: max relative drift-loss difference {max(rel):.4f} (tolerance {tol})", flush=True)
+    # a short bf16 training on structured images: the drift loss must fall
+    _, _, trainer = build_trainer(path, "agm", device, amp=amp)
+    t0 = time.perf_counter()
+    hist = [float(trainer.step(*b).drift_loss) for b in batches(train_steps, seed=2)]
+    k = max(train_steps // 10, 1)
+    first, last = float(np.mean(hist[:k])), float(np.mean(hist[-k:]))
+    out["bf16_training"] = {
+        "steps": train_steps, "batch_size": batch_size, "seconds": time.perf_counter() - t0,
+        "mean_drift_loss_first_10pct": first, "mean_drift_loss_last_10pct": last, "all_finite": bool(
+            np.isfinite(hist).all()), "drift_loss_every_10": hist[::10],
+        "passed": bool(np.isfinite(hist).all() and last < 0.9 * first),
+        "criterion": "all losses finite and the mean of the last 10% of steps below 0.9 x the mean of the first 10%",
+    }
+    print(f"correctness bf16 training: drift loss {first:.4f} -> {last:.4f} over {train_steps} steps", flush=True)
+    out["passed"] = out["bf16_vs_fp32"]["passed"] and out["bf16_training"]["passed"]
+    return out
+
+
+# --- the pipeline's own stages, as dvc.yaml writes them
+
+
+def stage_commands(names: list[str]) -> dict[str, str]:
+    """``name@model-seed`` -> the stage's command from dvc.yaml, with the matrix item substituted."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    out = {}
+    for name in names:
+        base, _, item = name.partition("@")
+        cmd = " ".join(stages[base]["cmd"].split())
+        if item:
+            *model, seed = item.split("-")
+            cmd = cmd.replace("${item.seed}", seed)
+            if model:
+                cmd = cmd.replace("${item.model}", model[0])
+        if "${" in cmd:
+            raise ValueError(f"stage {name}: unsubstituted variable in {cmd!r}")
+        out[name] = cmd
+    return out
+
+
+def run_stages(names: list[str], workdir: Path, log_prefix: str = "") -> list[dict[str, Any]]:
+    """Run the stages' commands in ``workdir`` (which holds params.yaml) one after another; stop at a failure."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    records = []
+    for name, cmd in stage_commands(names).items():
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, shell=True, cwd=workdir, env=env, capture_output=True, text=True)
+        rec = {"stage": name, "returncode": res.returncode, "seconds": round(time.perf_counter() - t0, 2)}
+        tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
+        print(f"{log_prefix}{name}: rc {res.returncode} in {rec['seconds']} s | " + " | ".join(tail), flush=True)
+        if res.returncode:
+            rec["output_tail"] = (res.stdout + res.stderr)[-2000:]
+            records.append(rec)
+            break
+        records.append(rec)
+    return records
+
+
+def read_metrics(workdir: Path, model: str, seed: int) -> dict[str, Any]:
+    return json.loads((workdir / "metrics" / model / f"s{seed}.json").read_text())
+
+
+def section_stages(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from paper_inputs import PAPER_TINY_SIZES, synthetic_images, write_image_folder, write_standin_inception
+
+    work = tmp / "paper_stages"
+    work.mkdir()
+    inputs = tmp / "inputs"
+    write_image_folder(inputs / "images", synthetic_images(80))
+    weights = write_standin_inception(inputs / "inception")
+    overrides = {**PAPER_TINY_SIZES, "data.source": "folder", "data.name": "", "data.path": str(inputs / "images"),
+                 "eval.inception_weights": str(weights), "train.amp": "none" if args.dry_run else "bf16"}
+    if args.dry_run:
+        overrides |= {f"{s}.device": "cpu" for s in ("train", "sample", "eval")}
+    write_params(read_params(PAPER), work / "params.yaml", overrides)
+    names = ["prepare", "features", "train_baseline@0", "train_agm@0", "sample@baseline-0", "sample@agm-0",
+             "evaluate@baseline-0", "evaluate@agm-0"]
+    records = run_stages(names, work)
+    out: dict[str, Any] = {"stages": records, "overrides": overrides,
+                           "passed": len(records) == len(names) and all(r["returncode"] == 0 for r in records)}
+    if out["passed"]:
+        out["metrics"] = {m: read_metrics(work, m, 0) for m in ("baseline", "agm")}
+        finite = all(math.isfinite(v) for m in out["metrics"].values() for k, v in m.items()
+                     if k in ("fid", "precision", "recall"))
+        out["metrics_finite"] = finite
+        out["metric_names"] = sorted(out["metrics"]["agm"])
+        out["passed"] = finite and "fid" in out["metrics"]["agm"]
+    return out
+
+
+def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Default-profile baseline and AGM for extra seeds, in parallel waves of seeds, until the budget ends."""
+    deadline = time.monotonic() + args.section_budget
+    first_seed = 100 if not args.dry_run else 900
+    wave = 1 if args.dry_run else 4
+    overrides: dict[str, Any] = {"sample.num_samples": 10_000}
+    if args.dry_run:
+        overrides = {"train.steps": 4, "train.batch_size": 32, "train.log_every": 2, "train.checkpoint_every": 2,
+                     "train.snapshot_every": 0, "sample.num_samples": 64, "sample.batch_size": 64,
+                     "sample.nfe": 2, "sample.grid_nfe": 2, "sample.grid_size": 4, "eval.feature_net_epochs": 1,
+                     **{f"{s}.device": "cpu" for s in ("train", "sample", "eval")}}
+    work = tmp / "extra_seeds"
+    work.mkdir()
+    base = read_params(DEFAULT)
+    write_params(base, work / "params.yaml", overrides)
+    setup = run_stages(["prepare", "features"], work, "extra_seeds ")
+    out: dict[str, Any] = {"first_seed": first_seed, "overrides": overrides, "setup": setup, "rows": [],
+                           "failures": [], "cut_by_budget": []}
+    if any(r["returncode"] for r in setup):
+        out["passed"] = False
+        return out
+    rows_csv, samples_npz = Path(args.out) / "extra_seeds.csv", Path(args.out) / "extra_seeds_samples.npz"
+    samples: dict[str, np.ndarray] = {}
+    seed, per_wave_s = first_seed, None
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    while True:
+        left = deadline - time.monotonic()
+        if per_wave_s is not None and left < 1.2 * per_wave_s:
+            break
+        seeds = list(range(seed, seed + wave))
+        seed += wave
+        t0 = time.perf_counter()
+        procs = []
+        for s in seeds:  # one chain per (model, seed): train -> sample -> evaluate
+            for model in ("baseline", "agm"):
+                chain = [f"train_{model}@{s}", f"sample@{model}-{s}", f"evaluate@{model}-{s}"]
+                script = " && ".join(stage_commands(chain).values())
+                log = open(tmp / f"extra_{model}_{s}.log", "w")
+                procs.append((model, s, log, subprocess.Popen(script, shell=True, cwd=work, env=env, stdout=log,
+                                                              stderr=subprocess.STDOUT)))
+        for model, s, log, proc in procs:
+            try:
+                rc = proc.wait(timeout=max(deadline - time.monotonic(), 1))
+            except subprocess.TimeoutExpired:  # the budget ended: not a failure of the chain
+                proc.kill()
+                proc.wait()
+                log.close()
+                out["cut_by_budget"].append({"model": model, "seed": s})
+                continue
+            log.close()
+            if rc != 0:
+                out["failures"].append({"model": model, "seed": s, "returncode": rc,
+                                        "tail": (tmp / f"extra_{model}_{s}.log").read_text()[-1500:]})
+                continue
+            m = read_metrics(work, model, s)
+            row = {"model": model, "seed": s, "device": args.device_name, "profile": "default",
+                   **{k: m[k] for k in m if k != "seconds"}}
+            out["rows"].append(row)
+            samples[f"{model}_s{s}"] = np.load(work / "samples" / model / f"s{s}" / "samples.npy")
+        per_wave_s = time.perf_counter() - t0
+        print(f"extra_seeds: wave {seeds} in {per_wave_s:.0f} s, {len(out['rows'])} rows", flush=True)
+        if out["rows"]:
+            with open(rows_csv, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(out["rows"][0]))
+                w.writeheader()
+                w.writerows(out["rows"])
+            np.savez_compressed(samples_npz, **samples)
+        if out["failures"] or out["cut_by_budget"] or time.monotonic() > deadline:
+            break
+    # a dry run must show the whole chain working once; on a GPU the rows are whatever the budget left time for
+    out["passed"] = not out["failures"] and (bool(out["rows"]) or not args.dry_run)
+    return out
+
+
+SECTION_FUNCS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
+    "env": section_env, "train": section_train, "train_compiled": section_train_compiled,
+    "sample": section_sample, "correctness": section_correctness, "stages": section_stages,
+    "extra_seeds": section_extra_seeds,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the driver: one process per section, the report rewritten after each
+
+
+def fmt(x: Any, spec: str = ".1f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def summary_md(report: dict[str, Any]) -> str:
+    s = report["sections"]
+    env = s.get("env", {}).get("result", {})
+    lines = [f"# GPU check — {env.get('device_name', '?')} — {report['started'][:10]}", "",
+             f"`scripts/gpu_check.sh{' --dry-run' if report['dry_run'] else ''}` at commit `{report['commit']}`, "
+             f"budget {report['budget_s']:.0f} s, {report['elapsed_s']:.0f} s used. torch {env.get('torch')}, "
+             f"CUDA {env.get('cuda_runtime')}, Triton {env.get('triton')}, "
+             f"driver/GPU `{env.get('nvidia_smi', 'n/a')}`, "
+             f"bf16 {env.get('bf16_supported')}.", "", "| section | status | seconds |", "|---|---|---|"]
+    for name, *_ in SECTIONS:
+        if name in s:
+            lines.append(f"| {name} | {s[name]['status']} | {s[name]['seconds']:.0f} |")
+    ok = [s[k]["result"] for k in ("train", "train_compiled") if s.get(k, {}).get("result")]
+    runs = [r for res in ok for r in res["runs"]]
+    if runs:
+        lines += ["", f"Training step, batch {runs[0]['batch_size']}, {ok[0]['amp']} autocast "
+                  f"(paper: {PAPER_IMAGES_PER_S:.0f} images/s on one RTX 4090):", "",
+                  "| variant | compile | channels_last | ms/step | images/s | TFLOP/s | % dense peak | GiB "
+                  "| host syncs | h for 500k |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in runs:
+            pf = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
+            lines.append(f"| {r['variant']} | {r['compile']} | {r['channels_last']} | {r['step_time_ms']:.1f} | "
+                         f"{r['images_per_s']:.0f} | {r['achieved_tflops']:.1f} | {fmt(pf)} | "
+                         f"{r['peak_memory_gib']:.1f} | {r['host_syncs_per_step']} | "
+                         f"{r['projected_hours_500k_steps']:.1f} |")
+    if s.get("sample", {}).get("status") == "ok":
+        r = s["sample"]["result"]
+        lines += ["", f"Sampling (Euler–Maruyama, EMA drift; timed {r['timed_nfe']} NFE, projected to 500): largest "
+                  f"batch that fits {r['largest_batch_that_fits']}.", "",
+                  "| batch | dtype | ms/NFE | images/s at NFE 500 | min for 10k |", "|---|---|---|---|---|"]
+        for x in r["runs"]:
+            lines.append(f"| {x['batch']} | {x['amp']} | {1e3 * x['seconds_per_nfe']:.1f} | "
+                         f"{x['images_per_s_at_nfe_500']:.1f} | {x['projected_minutes_10k_at_nfe_500']:.1f} |")
+        if "full_draw" in r:
+            f = r["full_draw"]
+            lines.append(f"\nOne whole draw: batch {f['batch']} at NFE {f['nfe']} in {f['seconds']:.1f} s "
+                         f"(projected {f['projected_seconds']:.1f} s).")
+    if s.get("correctness", {}).get("status") == "ok":
+        c = s["correctness"]["result"]
+        b, t = c["bf16_vs_fp32"], c["bf16_training"]
+        lines += ["", f"Correctness: bf16 vs float32 drift loss over the first {b['steps']} steps, max relative "
+                  f"difference {b['max_rel_diff_drift_loss']:.4f} (tolerance {b['tolerance']}: "
+                  f"{'pass' if b['passed'] else 'FAIL'}); bf16 training {t['steps']} steps, drift loss "
+                  f"{t['mean_drift_loss_first_10pct']:.4f} → {t['mean_drift_loss_last_10pct']:.4f} "
+                  f"({'pass' if t['passed'] else 'FAIL'})."]
+    if "stages" in s and s["stages"].get("result"):
+        st = s["stages"]["result"]
+        lines += ["", "Paper-path stages on this device: " + ", ".join(
+            f"{r['stage']} {'ok' if r['returncode'] == 0 else 'rc ' + str(r['returncode'])} ({r['seconds']:.0f} s)"
+            for r in st["stages"]) + f" — {'pass' if st['passed'] else 'FAIL'}."]
+    if "extra_seeds" in s and s["extra_seeds"].get("result"):
+        e = s["extra_seeds"]["result"]
+        lines += ["", f"Extra default-profile seeds: {len(e['rows'])} rows (extra_seeds.csv), "
+                  f"{len(e['failures'])} failures."]
+    for name, sec in s.items():
+        if sec["status"] not in ("ok",):
+            lines.append(f"\n**{name}: {sec['status']}** — {sec.get('error', '')[:400]}")
+    return "\n".join(lines) + "\n"
+
+
+def git_commit() -> str:
+    """HEAD (``+dirty`` with uncommitted changes to tracked files), or $GPU_CHECK_COMMIT where there is no git."""
+    if os.environ.get("GPU_CHECK_COMMIT"):
+        return os.environ["GPU_CHECK_COMMIT"]
+    try:
+        res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return (res.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def drive(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    report: dict[str, Any] = {"schema": 1, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                              "dry_run": args.dry_run, "budget_s": args.budget, "commit": git_commit(),
+                              "sections": {}}
+    log = open(out / "gpu_check.log", "a")
+    wanted = [s for s in SECTIONS if not args.only or s[0] in args.only]
+
+    def save() -> None:
+        report["elapsed_s"] = time.monotonic() - start
+        tmp_json = out / "gpu_check.json.tmp"
+        tmp_json.write_text(json.dumps(report, indent=1, default=str))
+        tmp_json.replace(out / "gpu_check.json")
+        (out / "gpu_check.md").write_text(summary_md(report))
+
+    device_name = "cpu (dry run)"
+    channels_last = False
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp_root:
+        for name, cap_gpu, cap_dry in wanted:
+            left = args.budget - (time.monotonic() - start)
+            cap = min(cap_dry if args.dry_run else cap_gpu, left)
+            if cap < 15:
+                report["sections"][name] = {"status": "skipped", "seconds": 0.0,
+                                            "error": f"{left:.0f} s of the budget left"}
+                save()
+                continue
+            part = Path(tmp_root) / f"{name}.json"
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--section", name, "--part", str(part), "--out",
+                   str(out), "--section-budget", str(max(cap - 20, 10)), "--device-name", device_name]
+            cmd += ["--dry-run"] if args.dry_run else []
+            cmd += ["--channels-last"] if channels_last else []
+            log.write(f"\n===== {name} (cap {cap:.0f} s) {' '.join(cmd)}\n")
+            log.flush()
+            print(f"gpu_check: {name} (cap {cap:.0f} s)", flush=True)
+            t0 = time.monotonic()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_root)
+            status = "ok"
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:  # echoed and logged as it comes
+                    sys.stdout.write(f"  {line}")
+                    log.write(line)
+                    log.flush()
+                    if time.monotonic() - t0 > cap:
+                        raise subprocess.TimeoutExpired(cmd, cap)
+                proc.wait(timeout=max(cap - (time.monotonic() - t0), 1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                status = "timeout"
+            rec: dict[str, Any] = {"status": status, "seconds": time.monotonic() - t0}
+            if part.exists():
+                payload = json.loads(part.read_text())
+                rec |= payload
+                if status == "ok" and payload.get("error"):
+                    rec["status"] = "failed"
+            elif status == "ok":
+                rec |= {"status": "failed", "error": f"exit code {proc.returncode}, no result written"}
+            if status == "timeout":
+                rec["error"] = f"killed after {cap:.0f} s"
+            if rec["status"] == "ok" and isinstance(rec.get("result"), dict) and rec["result"].get("passed") is False:
+                rec["status"] = "check failed"
+            report["sections"][name] = rec
+            if name == "env" and rec["status"] == "ok":
+                device_name = rec["result"].get("device_name", device_name)
+            if name == "train" and rec["status"] == "ok":
+                channels_last = bool(rec["result"].get("channels_last_helps"))
+            save()
+            print(f"gpu_check: {name} {rec['status']} in {rec['seconds']:.0f} s", flush=True)
+    save()
+    log.close()
+    bad = [n for n, r in report["sections"].items() if r["status"] not in ("ok", "skipped")]
+    print(f"gpu_check: {len(report['sections'])} sections, {'all ok' if not bad else 'not ok: ' + ', '.join(bad)}; "
+          f"{out / 'gpu_check.json'}, {out / 'gpu_check.md'}")
+    return 1 if bad else 0
+
+
+def write_part(args: argparse.Namespace, result: dict[str, Any], **extra: Any) -> None:
+    """Write a section's result for the driver (atomically: a kill never leaves half a file)."""
+    tmp = Path(args.part + ".tmp")
+    tmp.write_text(json.dumps({"result": result, **extra}, default=str))
+    tmp.replace(args.part)
+
+
+def run_section(args: argparse.Namespace) -> int:
+    tmp = Path.cwd()
+    payload: dict[str, Any] = {}
+    try:
+        payload["result"] = SECTION_FUNCS[args.section](args, tmp)
+    except Exception as exc:  # recorded in the report: the next section still runs
+        traceback.print_exc()
+        payload["error"] = f"{type(exc).__name__}: {exc}"
+        payload["traceback"] = traceback.format_exc()[-4000:]
+    if "result" not in payload and Path(args.part).exists():  # keep what the section finished before failing
+        payload["result"] = json.loads(Path(args.part).read_text()).get("result")
+    write_part(args, payload.pop("result", None), **payload)
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="folder for gpu_check.json, gpu_check.md, gpu_check.log")
+    ap.add_argument("--dry-run", action="store_true", help="the same code on the CPU at tiny sizes")
+    ap.add_argument("--budget", type=float, help="seconds for all sections (default: 420 on a GPU, 600 dry)")
+    ap.add_argument("--only", nargs="+", choices=[s[0] for s in SECTIONS], help="run only these sections")
+    ap.add_argument("--section", choices=list(SECTION_FUNCS), help=argparse.SUPPRESS)
+    ap.add_argument("--part", help=argparse.SUPPRESS)
+    ap.add_argument("--section-budget", type=float, default=60.0, help=argparse.SUPPRESS)
+    ap.add_argument("--device-name", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.budget is None:
+        args.budget = 600.0 if args.dry_run else 420.0
+    if args.section:
+        return run_section(args)
+    return drive(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
