@@ -1,8 +1,9 @@
-"""Stage `evaluate`: Fréchet distance, precision and recall of one model's samples (paper Table 3).
+"""Stage `evaluate`: Fréchet distance, kernel distance, precision and recall of one model's samples (Table 3).
 
-The metric is named for its feature space: `fid` only for clean-fid's Inception-v3, `fd_digits` for the
-default profile's digit-classifier features. The real features are read (and `eval.inception_weights`, `auto` or a
-path, resolved against their recorded sha256) before the samples.
+The metrics are named for their feature space: `fid` and `kid` only for clean-fid's Inception-v3, `fd_digits` and
+`kd_digits` (the kernel distance, agm/metrics/kernel.py) for the default profile's digit-classifier features. The
+real features are read (and `eval.inception_weights`, `auto` or a path, resolved against their recorded sha256)
+before the samples.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from agm.config import load_params, resolve_device
 from agm.io import write_json
+from agm.metrics.kernel import KERNEL_SEED
 from agm.metrics.spaces import feature_extractor, load_real_features, sample_quality
 from stages import run
 
@@ -33,7 +35,7 @@ def main() -> None:
     extract = feature_extractor(space, feature_net=Path(args.features) / "net.pt",
                                 inception_weights=eval_params.inception_weights,
                                 device=resolve_device(eval_params.device), batch_size=eval_params.batch_size)
-    q = sample_quality(real.features, extract(np.load(args.samples)), k=eval_params.k)
+    q = sample_quality(real.features, extract(np.load(args.samples)), k=eval_params.k, kernel_seed=KERNEL_SEED)
     metrics = {**q.record(space), "feature_space": space, "k": eval_params.k, "n_real": q.n_real,
                "n_samples": q.n_fake, "seconds": round(time.perf_counter() - t0, 2)}
     write_json(args.out, metrics)

@@ -18,6 +18,7 @@ from agm.data import DataError, load_image_set
 from agm.io import atomic_dir, write_json
 from agm.metrics import save_feature_net, save_features, train_feature_net, weights_digest
 from agm.metrics.inception import resolve_inception_weights
+from agm.metrics.kernel import KERNEL_SEED
 from agm.metrics.spaces import feature_extractor, sample_quality
 from stages import run
 
@@ -59,7 +60,7 @@ def main() -> None:
         f_train, f_heldout = extract(train.images), extract(heldout.images)
         save_features(out / "train.npz", f_train, space, extractor=digest)
         save_features(out / "heldout.npz", f_heldout, space, extractor=digest)
-    q = sample_quality(f_train, f_heldout, k=eval_params.k)
+    q = sample_quality(f_train, f_heldout, k=eval_params.k, kernel_seed=KERNEL_SEED)  # unbiased: any n compares
     metrics["real_vs_real"] = {**q.record(space), "n_real": q.n_real, "n_fake": q.n_fake}
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(args.metrics, metrics)

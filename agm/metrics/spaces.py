@@ -24,6 +24,7 @@ from agm.metrics.feature_net import extract_features, load_feature_net
 from agm.metrics.features_io import Features, StaleFeaturesError, check_extractor, load_features
 from agm.metrics.frechet import frechet_distance
 from agm.metrics.inception import cleanfid_features, load_inception, resolve_inception_weights, weights_digest
+from agm.metrics.kernel import KERNEL_NAMES, kernel_distance
 from agm.metrics.precision_recall import precision_recall
 
 DISTANCE_NAMES = {"digits": "fd_digits", "inception": "fid"}
@@ -77,25 +78,37 @@ def load_real_features(
 
 @dataclass(frozen=True)
 class SampleQuality:
-    """Fréchet distance, improved precision and recall of one sample set against the real features."""
+    """Fréchet distance, improved precision and recall of one sample set against the real features, and the
+    kernel distance where it was computed (None otherwise)."""
 
     distance: float
     precision: float
     recall: float
     n_real: int
     n_fake: int
+    kernel_distance: float | None = None
 
     def record(self, space: str, ndigits: int | None = 4) -> dict[str, float]:
-        """``{DISTANCE_NAMES[space]: distance, "precision": precision, "recall": recall}``, in that order,
-        each ``round(value, ndigits)`` (``ndigits=None``: the values as they are)."""
-        values = (self.distance, self.precision, self.recall)
+        """``{DISTANCE_NAMES[space]: distance, KERNEL_NAMES[space]: kernel distance, "precision": precision,
+        "recall": recall}``, in that order (no kernel distance where it is None), each ``round(value, ndigits)``
+        (``ndigits=None``: the values as they are; the kernel distance keeps 4 significant digits instead)."""
+        names = [DISTANCE_NAMES[space], "precision", "recall"]
+        values = [self.distance, self.precision, self.recall]
         if ndigits is not None:
-            values = tuple(round(v, ndigits) for v in values)
-        return dict(zip((DISTANCE_NAMES[space], "precision", "recall"), values, strict=True))
+            values = [round(v, ndigits) for v in values]
+        if self.kernel_distance is not None:
+            kd = self.kernel_distance
+            names.insert(1, KERNEL_NAMES[space])
+            values.insert(1, kd if ndigits is None else float(f"{kd:.4g}"))
+        return dict(zip(names, values, strict=True))
 
 
-def sample_quality(real: np.ndarray, fake: np.ndarray, k: int, batch_size: int = 1024) -> SampleQuality:
-    """FD and precision/recall (k nearest neighbours) of fake (M, D) against real (N, D) features."""
+def sample_quality(real: np.ndarray, fake: np.ndarray, k: int, batch_size: int = 1024,
+                   kernel_seed: int | None = None) -> SampleQuality:
+    """FD and precision/recall (k nearest neighbours) of fake (M, D) against real (N, D) features; with
+    ``kernel_seed``, also the kernel distance (:func:`agm.metrics.kernel.kernel_distance`, its subsets drawn
+    with that seed)."""
     pr = precision_recall(real, fake, k=k, batch_size=batch_size)
+    kd = None if kernel_seed is None else kernel_distance(real, fake, seed=kernel_seed)
     return SampleQuality(distance=frechet_distance(real, fake), precision=pr.precision,
-                         recall=pr.recall, n_real=len(real), n_fake=len(fake))
+                         recall=pr.recall, n_real=len(real), n_fake=len(fake), kernel_distance=kd)

@@ -100,3 +100,14 @@ def test_stages_refuse_features_of_another_space_before_any_work(tmp_path, stage
     save_features(features / "train.npz", np.zeros((4, 2)), "inception", extractor="0" * 64)
     err = stage_error(stage, tmp_path, features, dict(feature_space="digits"), monkeypatch, capsys)
     assert "'inception' features but eval.feature_space is 'digits'" in err
+
+
+@pytest.mark.parametrize(("space", "name"), [("digits", "kd_digits"), ("inception", "kid")])
+def test_record_with_the_kernel_distance_names_it_for_its_space(space, name):
+    rng = np.random.default_rng(0)
+    real, fake = rng.standard_normal((300, 8)), rng.standard_normal((200, 8)) + 0.3
+    q = sample_quality(real, fake, k=3, kernel_seed=0)
+    record = q.record(space)
+    assert list(record) == [DISTANCE_NAMES[space], name, "precision", "recall"]
+    assert record[name] == float(f"{q.kernel_distance:.4g}") and q.kernel_distance > 0  # shifted by 0.3: MMD² > 0
+    assert sample_quality(real, fake, k=3, kernel_seed=0).kernel_distance == q.kernel_distance  # one fixed draw
