@@ -24,7 +24,7 @@ import torch
 from agm.data import to_model_range
 from agm.metrics.spaces import DESCRIPTIONS, DISTANCE_NAMES
 from agm.model_file import load_potential
-from agm.report import analysis, figures, tables
+from agm.report import analysis, figures, power, tables
 from agm.report import controls as controls_report
 from agm.report.page import Section
 from agm.saliency import saliency_at_times
@@ -196,6 +196,11 @@ def table3_sections(outputs: RunOutputs, profile: str) -> list[Section]:
         text += (" Runs of one seed share f's initialisation and every random draw, so the paired difference "
                  "removes the seed-to-seed spread: " + controls_report.describe_paired(
                      {m: reproduced[m]["distance"] for m in ("baseline", "agm")}, "baseline", dist, seeds=seeds))
+    if len(seeds) > 1:
+        paper_rel = tables.paper_table3_values().delta_rel
+        text += " What this comparison could detect: " + "; ".join(
+            power.describe_power(reproduced["baseline"][m], reproduced["agm"][m], dist if m == "distance" else m,
+                                 paper_rel[m].value) for m in tables.METRICS) + "."
     pt3 = tables.paper_table3()
     return [
         Section("Table 3 — reproduced", text, table_md=tables.to_markdown(t3), table_html=tables.to_html(t3)),

@@ -1,0 +1,88 @@
+"""Power of a paired comparison over seeds: the two-sided paired t-test at level α.
+
+With n paired differences of standard deviation s, the test rejects "no difference" when |t| > t_{1−α/2, n−1}.
+Against a true mean difference δ the statistic follows a noncentral t with n − 1 degrees of freedom and
+noncentrality δ√n / s, so
+
+    power(δ; n, s) = P(|T| > t_{1−α/2, n−1}),    T ~ t(n − 1, nc = δ√n / s).
+
+The minimum detectable effect is the |δ| at which power(δ) = 1 − β (80% by default); the seeds needed for an
+effect δ are the least n with power ≥ 1 − β, taking s as observed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from scipy import optimize, stats
+
+
+def paired_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Probability that the two-sided paired t-test at level ``alpha`` over ``n`` seeds detects a true mean
+    difference ``effect`` when the differences have standard deviation ``sd``."""
+    if n < 2 or sd <= 0:
+        raise ValueError(f"need n >= 2 seeds and sd > 0, got n={n}, sd={sd}")
+    crit = stats.t.ppf(1 - alpha / 2, n - 1)
+    nc = abs(effect) * math.sqrt(n) / sd
+    # the lower tail P(T < −crit) as the upper tail of −T ~ t(n − 1, −nc): scipy's nct.cdf returns NaN for some
+    # large nc where this does not
+    return float(stats.nct.sf(crit, n - 1, nc) + stats.nct.sf(crit, n - 1, -nc))
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest |mean difference| detected with probability ``power`` over ``n`` seeds (paired SD ``sd``)."""
+    if not 0 < alpha < power < 1:
+        raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
+    # at noncentrality t_crit + 10 the power is 1 to ~1e-20: the root lies below that effect
+    hi = (stats.t.ppf(1 - alpha / 2, n - 1) + 10.0) * sd / math.sqrt(n)
+    return float(optimize.brentq(lambda d: paired_power(d, sd, n, alpha) - power, 0.0, hi, xtol=1e-12 * sd))
+
+
+def seeds_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8, limit: int = 100_000) -> int:
+    """The least number of paired seeds n >= 2 whose test detects ``effect`` with probability ``power``."""
+    if effect == 0:
+        raise ValueError("an effect of 0 is never detected")
+    lo, hi = 2, 2
+    while paired_power(effect, sd, hi, alpha) < power:  # doubling, then bisection: power grows with n
+        lo, hi = hi, hi * 2
+        if hi > limit:
+            raise ValueError(f"more than {limit} seeds needed for effect {effect} at sd {sd}")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if paired_power(effect, sd, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def describe_power(baseline: Sequence[float | None], agm: Sequence[float | None], metric: str,
+                   paper_relative: float | None = None, digits: int = 3) -> str:
+    """One sentence on what the paired comparison AGM − baseline of ``metric`` could detect.
+
+    The observed paired SD over the seeds, the minimum detectable effect at 80% power and α = 0.05 for that
+    many seeds (also relative to the baseline's mean), and, given the paper's relative change
+    ``paper_relative`` (percent), the seeds that would detect it. "n/a (why)" where a number cannot be had.
+    """
+    diffs = [None if b is None or a is None else a - b for b, a in zip(baseline, agm, strict=True)]
+    n = len(diffs)
+    if any(d is None or not math.isfinite(d) for d in diffs):
+        return f"{metric}: n/a (a seed is missing or not finite)"
+    if n < 2:
+        return f"{metric}: n/a (one seed: no paired SD; run more seeds)"
+    sd = statistics.stdev(diffs)
+    base = statistics.fmean(baseline)
+    if sd == 0:
+        return f"{metric}: the {n} paired differences are identical (SD 0): any change would be detected"
+    mde = minimum_detectable_effect(sd, n)
+    text = (f"{metric}: paired SD {sd:.{digits}g} over {n} seeds; minimum detectable effect (80% power, α = 0.05, "
+            f"{n} seeds) ±{mde:.{digits}g}")
+    if base:
+        text += f" ({100 * mde / abs(base):.1f}% of the baseline's mean)"
+    if paper_relative is not None and base:
+        effect = paper_relative / 100 * base
+        text += (f"; the paper's {paper_relative:+.1f}% ({effect:+.{digits}g}) would need "
+                 f"{seeds_needed(effect, sd)} seeds")
+    return text
