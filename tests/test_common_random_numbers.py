@@ -70,7 +70,6 @@ def test_sampling_noise_depends_on_the_seed_and_batch_only():
     assert inside.float().mean() > 0.5
     # each run rounds at each of its 2 · NFE float32 additions, by at most eps · |x| with |x| < 8 here (a standard
     # normal start plus noise of SD 0.3 over 160 elements), and the difference adds both runs' errors
-    assert max(a.abs().max(), b.abs().max()) <= 1.0  # clamped; the unclamped path is bounded as stated above
     bound = 2 * (2 * nfe) * 8 * torch.finfo(torch.float32).eps
     np.testing.assert_allclose((a - b)[inside].numpy(), 0.1, rtol=0, atol=bound)
     c = sample_batch(constant(0.05), 1, 20, 10, shape, nfe, 0.3, seed=4)
