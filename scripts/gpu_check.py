@@ -15,9 +15,10 @@ where dvclive or clean-fid is missing, installs the wheels carried in ``.whl/``)
                   training on structured images whose loss must fall.
    ``stages``     the paper-path stages (prepare, features with a stand-in Inception, train baseline and AGM,
                   sample, evaluate), at the slow test's tiny sizes, run as dvc.yaml writes them, on this device.
-5. ``extra_seeds`` if the budget has time left: the default profile's baseline and AGM for extra seeds, trained,
-                  sampled (10,000 samples each) and evaluated, as rows (extra_seeds.csv) plus the samples
-                  (extra_seeds_samples.npz) for the power study.
+5. ``extra_seeds`` if the budget has time left: the default profile's arms of the power study (baseline, AGM at
+                  λ = 0.1 and 1, the shuffled control at λ = 1; ``--arms``) for extra seeds, trained, sampled
+                  (10,000 samples each) and evaluated, as rows (extra_seeds.csv) plus the samples (one
+                  extra_seeds_<arm>.npz per arm) for the power study.
 
 Every section's result is merged into DIR/gpu_check.json and DIR/gpu_check.md as soon as it finishes, so a run
 cut short still returns what it measured; DIR/gpu_check.log holds every section's output. ``--dry-run`` runs the
@@ -34,6 +35,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,7 +64,7 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("sample", 70, 90),
     ("correctness", 150, 120),
     ("stages", 150, 300),
-    ("extra_seeds", 600, 90),
+    ("extra_seeds", 600, 120),
 )
 
 
@@ -433,29 +435,54 @@ def section_stages(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
+ARMS = ("baseline", "agm@0.1", "agm@1.0", "shuffled@1.0")
+"""The powered study's arms (docs/results/power/): the baseline, AGM at the paper's λ and at the sweep's best, and the
+shuffled control (AGM's weights permuted across the batch) at λ = 1. ``model@λ``: the variant at that ``lambda``."""
+
+
+def _arm(arm: str, default_lambda: float) -> tuple[str, float]:
+    """``model@λ`` -> (model, λ); a bare model runs at ``default_lambda`` (the baseline ignores it)."""
+    model, _, lam = arm.partition("@")
+    return model, float(lam) if lam else default_lambda
+
+
 def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """Default-profile baseline and AGM for extra seeds, in parallel waves of seeds, until the budget ends."""
+    """Default-profile arms (:data:`ARMS`) for extra seeds, in parallel waves of seeds, until the budget ends.
+
+    Each λ gets its own working folder (its own params.yaml), sharing one prepared dataset and one feature network,
+    so every arm is scored in the same feature space; the baseline does not read λ and trains once.
+    """
     deadline = time.monotonic() + args.section_budget
-    first_seed = 100 if not args.dry_run else 900
-    wave = 1 if args.dry_run else 4
+    first_seed = args.first_seed if args.first_seed is not None else (900 if args.dry_run else 100)
+    arms = args.arms
+    wave = 1 if args.dry_run else max(1, 12 // len(arms))
     overrides: dict[str, Any] = {"sample.num_samples": 10_000}
     if args.dry_run:
         overrides = {"train.steps": 4, "train.batch_size": 32, "train.log_every": 2, "train.checkpoint_every": 2,
                      "train.snapshot_every": 0, "sample.num_samples": 64, "sample.batch_size": 64,
                      "sample.nfe": 2, "sample.grid_nfe": 2, "sample.grid_size": 4, "eval.feature_net_epochs": 1,
                      **{f"{s}.device": "cpu" for s in ("train", "sample", "eval")}}
-    work = tmp / "extra_seeds"
-    work.mkdir()
     base = read_params(DEFAULT)
-    write_params(base, work / "params.yaml", overrides)
-    setup = run_stages(["prepare", "features"], work, "extra_seeds ")
-    out: dict[str, Any] = {"first_seed": first_seed, "overrides": overrides, "setup": setup, "rows": [],
-                           "failures": [], "cut_by_budget": []}
+    setup_dir = tmp / "extra_seeds"
+    setup_dir.mkdir()
+    write_params(base, setup_dir / "params.yaml", overrides)
+    setup = run_stages(["prepare", "features"], setup_dir, "extra_seeds ")
+    out: dict[str, Any] = {"first_seed": first_seed, "arms": list(arms), "overrides": overrides, "setup": setup,
+                           "rows": [], "failures": [], "cut_by_budget": []}
     if any(r["returncode"] for r in setup):
         out["passed"] = False
         return out
-    rows_csv, samples_npz = Path(args.out) / "extra_seeds.csv", Path(args.out) / "extra_seeds_samples.npz"
-    samples: dict[str, np.ndarray] = {}
+    workdirs: dict[float, Path] = {}
+    default_lambda = float(base["lambda"])
+    for arm in arms:  # one folder per λ, each with the shared data/ (prepared images and feature network)
+        lam = _arm(arm, default_lambda)[1]
+        if lam not in workdirs:
+            work = tmp / f"extra_seeds_lambda_{lam:g}"
+            shutil.copytree(setup_dir, work)
+            write_params(base, work / "params.yaml", {**overrides, "lambda": lam})
+            workdirs[lam] = work
+    rows_csv = Path(args.out) / "extra_seeds.csv"
+    samples: dict[str, dict[str, np.ndarray]] = {arm: {} for arm in arms}
     seed, per_wave_s = first_seed, None
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
@@ -467,32 +494,38 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         seed += wave
         t0 = time.perf_counter()
         procs = []
-        for s in seeds:  # one chain per (model, seed): train -> sample -> evaluate
-            for model in ("baseline", "agm"):
-                chain = [f"train_{model}@{s}", f"sample@{model}-{s}", f"evaluate@{model}-{s}"]
-                script = " && ".join(stage_commands(chain).values())
-                log = open(tmp / f"extra_{model}_{s}.log", "w")
-                procs.append((model, s, log, subprocess.Popen(script, shell=True, cwd=work, env=env, stdout=log,
-                                                              stderr=subprocess.STDOUT)))
-        for model, s, log, proc in procs:
+        for s in seeds:  # one chain per (arm, seed): train -> sample -> evaluate
+            for arm in arms:
+                model, lam = _arm(arm, default_lambda)
+                work = workdirs[lam]
+                train = f"train_{model}@{s}" if model in ("baseline", "agm") else f"train_control@{model}-{s}"
+                sample = f"sample@{model}-{s}" if model in ("baseline", "agm") else f"sample_control@{model}-{s}"
+                evaluate = f"evaluate@{model}-{s}" if model in ("baseline", "agm") else f"evaluate_control@{model}-{s}"
+                script = " && ".join(stage_commands([train, sample, evaluate]).values())
+                log_path = tmp / f"extra_{arm}_{s}.log"
+                log = open(log_path, "w")
+                procs.append((arm, s, work, log, log_path, subprocess.Popen(
+                    script, shell=True, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)))
+        for arm, s, work, log, log_path, proc in procs:
+            model, lam = _arm(arm, default_lambda)
             try:
                 rc = proc.wait(timeout=max(deadline - time.monotonic(), 1))
             except subprocess.TimeoutExpired:  # the budget ended: not a failure of the chain
                 proc.kill()
                 proc.wait()
                 log.close()
-                out["cut_by_budget"].append({"model": model, "seed": s})
+                out["cut_by_budget"].append({"arm": arm, "seed": s})
                 continue
             log.close()
             if rc != 0:
-                out["failures"].append({"model": model, "seed": s, "returncode": rc,
-                                        "tail": (tmp / f"extra_{model}_{s}.log").read_text()[-1500:]})
+                out["failures"].append({"arm": arm, "seed": s, "returncode": rc, "tail": log_path.read_text()[-1500:]})
                 continue
             m = read_metrics(work, model, s)
-            row = {"model": model, "seed": s, "device": args.device_name, "profile": "default",
+            row = {"model": model, "lambda": 0.0 if model == "baseline" else lam, "seed": s,
+                   "device": args.device_name, "profile": "default",
                    **{k: m[k] for k in m if k != "seconds"}}
             out["rows"].append(row)
-            samples[f"{model}_s{s}"] = np.load(work / "samples" / model / f"s{s}" / "samples.npy")
+            samples[arm][f"{model}_s{s}"] = np.load(work / "samples" / model / f"s{s}" / "samples.npy")
         per_wave_s = time.perf_counter() - t0
         print(f"extra_seeds: wave {seeds} in {per_wave_s:.0f} s, {len(out['rows'])} rows", flush=True)
         if out["rows"]:
@@ -500,7 +533,9 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 w = csv.DictWriter(fh, fieldnames=list(out["rows"][0]))
                 w.writeheader()
                 w.writerows(out["rows"])
-            np.savez_compressed(samples_npz, **samples)
+            for arm, sets in samples.items():  # one file per arm: each stays under the 16 MB a file may bring back
+                if sets:
+                    np.savez_compressed(Path(args.out) / f"extra_seeds_{arm.replace('@', '_lambda_')}.npz", **sets)
         if out["failures"] or out["cut_by_budget"] or time.monotonic() > deadline:
             break
     # a dry run must show the whole chain working once; on a GPU the rows are whatever the budget left time for
@@ -629,6 +664,8 @@ def drive(args: argparse.Namespace) -> int:
                    str(out), "--section-budget", str(max(cap - 20, 10)), "--device-name", device_name]
             cmd += ["--dry-run"] if args.dry_run else []
             cmd += ["--channels-last"] if channels_last else []
+            cmd += ["--arms", *args.arms]
+            cmd += ["--first-seed", str(args.first_seed)] if args.first_seed is not None else []
             log.write(f"\n===== {name} (cap {cap:.0f} s) {' '.join(cmd)}\n")
             log.flush()
             print(f"gpu_check: {name} (cap {cap:.0f} s)", flush=True)
@@ -708,7 +745,12 @@ def main() -> int:
     ap.add_argument("--section-budget", type=float, default=60.0, help=argparse.SUPPRESS)
     ap.add_argument("--device-name", default="", help=argparse.SUPPRESS)
     ap.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--arms", nargs="+", help=f"extra_seeds: the arms, model or model@lambda (default: "
+                    f"{' '.join(ARMS)}; dry run: baseline shuffled@1.0, both the main and the control stages)")
+    ap.add_argument("--first-seed", type=int, help="extra_seeds: the first training seed (default: 100; dry: 900)")
     args = ap.parse_args()
+    if args.arms is None:
+        args.arms = ["baseline", "shuffled@1.0"] if args.dry_run else list(ARMS)
     if args.budget is None:
         args.budget = 600.0 if args.dry_run else 480.0
     if args.section:
