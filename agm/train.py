@@ -145,11 +145,13 @@ def train(
             history.append(record)
             if on_log is not None:
                 on_log(step, record)
-        if step % checkpoint_every == 0 or step == steps:
-            save(step, LATEST)
+        # the snapshot before latest.pt: a run killed between the two resumes from the previous checkpoint
+        # and writes this snapshot again, where the other order would lose it for good
         if snapshot and rank == 0:
             save_checkpoint(ckpt_dir / f"ema_{step:08d}.pt", {"ema": trainer.ema.model.state_dict(),
                                                              "step": step, "config": config})
+        if step % checkpoint_every == 0 or step == steps:
+            save(step, LATEST)
         if bar is not None:
             bar.update(1)
             if step % log_every == 0:

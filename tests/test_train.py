@@ -116,6 +116,33 @@ def test_snapshots_hold_the_ema(tmp_path, make_unet, make_potential, toy_data):
     assert snap["step"] == 4 and set(snap["ema"]) == set(trainer.ema.model.state_dict())
 
 
+def test_a_kill_between_the_snapshot_and_the_checkpoint_of_one_step_loses_no_snapshot(
+        tmp_path, make_unet, make_potential, toy_data, monkeypatch):
+    """At a step that is both a snapshot and a checkpoint step, the process dies after the first of the two
+    writes; the resumed run must still end with every snapshot."""
+    import agm.train
+
+    save, writes = agm.train.save_checkpoint, []
+
+    def dies_at_the_second_write_of_step_4(path, state):
+        writes.append(state["step"])
+        if writes.count(4) == 2:
+            raise KeyboardInterrupt  # stands for SIGKILL between the two files
+        save(path, state)
+
+    monkeypatch.setattr(agm.train, "save_checkpoint", dies_at_the_second_write_of_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=6, checkpoint_every=2,
+               snapshot_every=4)
+    monkeypatch.setattr(agm.train, "save_checkpoint", save)
+    _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=6, checkpoint_every=2, snapshot_every=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ema_00000004.pt", LATEST]
+    whole = _trainer(make_unet, make_potential)
+    _train(whole, toy_data, tmp_path / "whole", steps=6, checkpoint_every=2, snapshot_every=4)
+    a, b = (load_checkpoint(d / "ema_00000004.pt") for d in (tmp_path, tmp_path / "whole"))
+    assert state_equal(a["ema"], b["ema"])
+
+
 # ------------------------------------------------------------------------------------------------
 # the NaN guard
 
