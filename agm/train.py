@@ -25,7 +25,8 @@ from agm.distributed import barrier, world
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+    """A loss, a weight or an optimiser state became NaN or infinite; training stopped and the last good
+    checkpoint was kept."""
 
 
 class Trainer(Protocol):
@@ -137,6 +138,7 @@ def train(
         snapshot = snapshot_every and step % snapshot_every == 0
         if step % log_every == 0 or step == steps or step % checkpoint_every == 0 or snapshot:
             _raise_if_bad(first_bad, stats, ckpt_dir)
+            _raise_if_state_bad(trainer, step, ckpt_dir)
         if step % log_every == 0 or step == steps:
             now = time.perf_counter()
             record = {"step": step, **{k: float(v) for k, v in asdict(stats).items()},
@@ -161,6 +163,35 @@ def train(
         bar.close()
     return TrainResult(step=steps, history=history,
                        wall_time_s=time.perf_counter() - wall0, resumed_from=start)
+
+
+def _finite(tree: Any) -> bool:
+    """Whether every floating-point tensor in a nested state (dicts, lists) is finite: one host read per device."""
+    flags: dict[torch.device, list[torch.Tensor]] = {}
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point():
+                flags.setdefault(x.device, []).append(torch.isfinite(x).all())
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    walk(tree)
+    return all(bool(torch.stack(f).all()) for f in flags.values())
+
+
+def _raise_if_state_bad(trainer: Trainer, step: int, ckpt_dir: Path) -> None:
+    """The step's statistics are computed before its update: a non-finite gradient with a finite loss
+    (clipping cannot tame an infinite norm) reaches the weights unseen there, so check what a checkpoint
+    would hold, at every step that logs, checkpoints or snapshots (no host read on the other steps)."""
+    if not _finite(trainer.state_dict()):
+        raise NonFiniteLossError(
+            f"non-finite weights or optimiser state after step {step} (its losses were finite: a non-finite "
+            f"gradient); training stopped, the last good checkpoint {ckpt_dir / LATEST} is kept")
 
 
 def _raise_if_bad(first_bad: torch.Tensor, stats: Any, ckpt_dir: Path) -> None:

@@ -172,6 +172,44 @@ def test_nan_drift_loss_stops_training_and_keeps_the_last_good_checkpoint(
     assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST]
 
 
+class _InfGradient(torch.autograd.Function):
+    """The identity forward; an infinite gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("inf")
+
+
+class InfGradientAt(nn.Module):
+    """Wraps a network; its ``bad_call``-th forward is unchanged but sends an infinite gradient back."""
+
+    def __init__(self, inner: nn.Module, bad_call: int) -> None:
+        super().__init__()
+        self.inner, self.bad_call, self.calls = inner, bad_call, 0
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = self.inner(*args)
+        return _InfGradient.apply(out) if self.calls == self.bad_call else out
+
+
+def test_an_infinite_gradient_with_a_finite_loss_never_reaches_a_checkpoint(
+        tmp_path, make_unet, make_potential, toy_data):
+    """Step 4's loss is finite but its gradient is not: clipping and AdamW turn f's weights into NaN in that
+    same step, which the step's statistics (computed before the update) cannot show."""
+    trainer = agm_trainer(InfGradientAt(make_unet(), bad_call=4), make_potential(), lam=0.5, **HYPER)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite weights or optimiser state after step 4\b"):
+        _train(trainer, toy_data, tmp_path, steps=20, checkpoint_every=2, log_every=100)
+    state = load_checkpoint(tmp_path / LATEST, {"run": "tiny"})
+    assert state["step"] == 2
+    for key in ("f", "ema", "V"):
+        assert all(torch.isfinite(v).all() for v in state["trainer"][key].values()), key
+
+
 def test_nan_potential_loss_is_named(tmp_path, make_unet, make_potential, toy_data):
     V = NaNAfter(make_potential(), bad_call=3)  # V runs twice per step: the bad call is in step 2
     trainer = agm_trainer(make_unet(), V, lam=0.5, **HYPER)
