@@ -114,6 +114,13 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each distribution in ``names`` (``importlib.metadata``; nothing is imported)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in names}
+
+
 def minimal_deps(module: str, root: Path = ROOT) -> list[str]:
     """The closure of ``module`` as DVC deps: a folder wherever the closure holds all of its ``.py`` files."""
     files = [p.relative_to(root) for p in import_closure(module, root)]
