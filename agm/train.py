@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from agm.checkpoint import LATEST, clear_run, resume_state, save_checkpoint
+from agm.checkpoint import LATEST, resume_state, save_checkpoint
 from agm.data import to_model_range
 from agm.distributed import barrier, world
 
@@ -67,10 +67,10 @@ def train(
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train for ``steps`` steps, resuming from ``checkpoint_dir/latest.pt`` if the same run wrote it.
+    """Train for ``steps`` steps, resuming from ``checkpoint_dir/latest.pt`` if there is one.
 
-    The run resumes only from a checkpoint with an equal ``config`` at a step ≤ ``steps``
-    (agm.checkpoint.resume_state); otherwise the folder's old files are removed and training starts at 0.
+    ``checkpoint_dir`` belongs to this run (agm.run_state keys it by ``config``): a ``latest.pt`` of another
+    ``config`` or past ``steps`` is refused (agm.checkpoint.resume_state), never removed.
 
     Args:
         trainer: the step owner (f, EMA, V, optimisers).
@@ -78,7 +78,8 @@ def train(
         steps: total steps to reach (a resumed run continues from its checkpoint's step).
         batch_size: global batch size (divided across torchrun processes).
         seed: seeds the one generator that draws batch indices, x0, ε, t and z.
-        checkpoint_dir: holds ``latest.pt`` and, every ``snapshot_every`` steps, ``ema_<step>.pt``.
+        checkpoint_dir: this run's state folder: ``latest.pt`` and, every ``snapshot_every`` steps,
+            ``ema_<step>.pt``.
         config: the run's identity, JSON-able, stored in checkpoints; resuming requires an equal one.
         checkpoint_every: steps between checkpoints (the last step is always checkpointed).
         log_every: steps between reading the step statistics on the host (one sync each).
@@ -94,10 +95,8 @@ def train(
     gen = torch.Generator(device=device).manual_seed(seed)
     history: list[dict[str, float]] = []
     start = 0
-    state, why_not = resume_state(ckpt_dir, config, steps)
-    barrier()  # every rank has read latest.pt before rank 0 may clear it
-    if state is None and rank == 0 and clear_run(ckpt_dir) and why_not:
-        print(f"train: {why_not}; its files were removed and training starts from step 0", flush=True)
+    state = resume_state(ckpt_dir, config, steps)
+    barrier()  # every rank has read latest.pt before rank 0 may overwrite it
     if state is not None:
         trainer.load_state_dict(state["trainer"])
         gen.set_state(state["generator"])

@@ -51,8 +51,8 @@ accepts (N > k) for the features stage's real-vs-real reference."""
 SIZES: dict[str, Any] = {
     "train.steps": 2,                # one EMA snapshot before the final step: a two-point metric-vs-steps curve
     "train.batch_size": 2,           # the fewest for which AGM's batch softmax weights differ from 1
-    "train.log_every": 1,
-    "train.checkpoint_every": 2,
+    "execution.log_every": 1,
+    "execution.checkpoint_every": 2,
     "train.snapshot_every": 1,
     "sample.num_samples": 4,         # k + 1: precision/recall with k = 3
     "sample.batch_size": 4,
@@ -154,8 +154,8 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperRun]:
     sh(["git", "commit", "-qm", "paper profile, tiny sizes"], repo, env)
     repro = run(["dvc", "repro"], repo, env)
     yield PaperRun(repo, paper, params, images, image_folder, weights, env, network_log, repro)
-    # ~4 GB of 45M-parameter checkpoints, snapshots and their DVC cache copies; pytest keeps the last 3 temp roots
-    for heavy in ("checkpoints", "runs", ".dvc/cache"):
+    # ~4 GB of 45M-parameter resume state, snapshots and their DVC cache copies; pytest keeps the last 3 temp roots
+    for heavy in (".agm_state", "runs", ".dvc/cache"):
         shutil.rmtree(repo / heavy, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ from helpers import HYPER, B, agm_trainer, state_equal, without_timing
 from torch import nn
 
 from agm.agm_trainer import AGMTrainer
-from agm.checkpoint import LATEST, load_checkpoint
+from agm.checkpoint import LATEST, CheckpointMismatchError, load_checkpoint
 from agm.train import NonFiniteLossError, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,33 +79,27 @@ def test_resume_in_process_is_bitwise(tmp_path, make_unet, make_potential, toy_d
             assert state_equal(a, b), key
 
 
-def test_a_changed_config_trains_from_step_zero_and_drops_the_old_files(
-        tmp_path, make_unet, make_potential, toy_data, capsys):
+def test_a_folder_of_another_run_is_refused_and_left_as_it_is(tmp_path, make_unet, make_potential, toy_data):
     _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=4, snapshot_every=2)
-    assert (tmp_path / "ema_00000004.pt").exists()
-    trainer = _trainer(make_unet, make_potential)
-    result = _train(trainer, toy_data, tmp_path, steps=3, config={"run": "other", "code": "edited"})
-    assert result.resumed_from == 0 and [r["step"] for r in result.history] == [2, 3]
-    assert "differs in: code, run" in capsys.readouterr().out
-    assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST]  # the other run's snapshots are gone
-    assert load_checkpoint(tmp_path / LATEST)["config"] == {"run": "other", "code": "edited"}
-    fresh = _trainer(make_unet, make_potential)
-    _train(fresh, toy_data, tmp_path / "fresh", steps=3, config={"run": "other", "code": "edited"})
-    for key in ("f", "ema", "V"):
-        assert state_equal(trainer.state_dict()[key], fresh.state_dict()[key]), key
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(CheckpointMismatchError, match=r"belongs to another run \(differs in: code, run\)"):
+        _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=4, config={"run": "other", "code": "x"})
+    with pytest.raises(CheckpointMismatchError, match="past the 3 steps"):
+        _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=3)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-def test_fewer_steps_than_a_finished_checkpoint_never_return_the_longer_model(
-        tmp_path, make_unet, make_potential, toy_data):
-    _train(_trainer(make_unet, make_potential), toy_data, tmp_path / "run", steps=6)
-    short = _trainer(make_unet, make_potential)
-    result = _train(short, toy_data, tmp_path / "run", steps=3)
-    assert result.step == 3 and result.resumed_from == 0
-    assert load_checkpoint(tmp_path / "run" / LATEST)["step"] == 3
-    fresh = _trainer(make_unet, make_potential)
-    _train(fresh, toy_data, tmp_path / "fresh", steps=3)
+def test_a_resume_under_another_cadence_is_bitwise(tmp_path, make_unet, make_potential, toy_data):
+    """checkpoint_every and log_every say when the loop writes and reads, not what it computes."""
+    whole = _trainer(make_unet, make_potential)
+    _train(whole, toy_data, tmp_path / "whole", steps=9, checkpoint_every=3, log_every=2)
+    _train(_trainer(make_unet, make_potential), toy_data, tmp_path / "split", steps=5, checkpoint_every=3,
+           log_every=2)
+    resumed = _trainer(make_unet, make_potential)
+    result = _train(resumed, toy_data, tmp_path / "split", steps=9, checkpoint_every=4, log_every=1)
+    assert result.resumed_from == 5
     for key in ("f", "ema", "V"):
-        assert state_equal(short.state_dict()[key], fresh.state_dict()[key]), key
+        assert state_equal(whole.state_dict()[key], resumed.state_dict()[key]), key
 
 
 def test_snapshots_hold_the_ema(tmp_path, make_unet, make_potential, toy_data):
