@@ -95,7 +95,7 @@ def test_unknown_module_is_refused(tmp_path: Path) -> None:
         import_closure("stages.nothing", _project(tmp_path))
 
 
-# --- no execution param; the report reads what changes a result; nothing DVC cannot run-cache ----------------
+# --- params by key, no execution param, nothing DVC cannot run-cache ---------------------------------------
 
 def _params(name: str) -> list[str]:
     return [p for p in STAGES[name].get("params", []) if isinstance(p, str)]
@@ -114,6 +114,13 @@ def test_every_declared_param_is_a_key_of_params_yaml() -> None:
 def test_no_stage_declares_an_execution_param() -> None:
     for name in STAGES:
         assert not [p for p in _params(name) if p.split(".")[0] == "execution"], name
+
+
+def test_stages_declare_only_the_keys_they_read() -> None:
+    assert not {"eval", "eval.feature_net_epochs", "eval.feature_net_lr", "eval.snapshot_samples"} & \
+        set(_params("evaluate"))
+    assert not {"sample", "sample.grid_nfe", "sample.grid_size", "sample.num_samples", "eval"} & set(_params("steps"))
+    assert "eval.snapshot_samples" not in _params("features")
 
 
 def test_the_report_declares_every_key_that_changes_a_result() -> None:
