@@ -2,7 +2,7 @@
 
 Checks what a user relies on: `dvc repro` with two seeds produces every metric, plot and figure, and
 the report shows mean ± 95% intervals equal to those of the metrics files; a second `dvc repro` runs
-nothing; switching the controls on runs only the new stages and adds them to the
+nothing but the `source` check; switching the controls on runs only the new stages and adds them to the
 report; `dvc exp run -S lambda=0.0` re-runs only the AGM branch and `dvc metrics diff` shows the changed AGM
 numbers; `execution.nproc: 2` runs train, sample and steps as two gloo processes with the one-process
 results, and two torchrun "nodes" on 127.0.0.1 train a train stage as one process does.
@@ -109,7 +109,7 @@ def test_report_shows_mean_and_interval_over_seeds(repo: Path) -> None:
 
 def test_second_repro_runs_nothing(repo: Path) -> None:
     out = sh(["dvc", "repro"], repo)
-    assert "Running stage" not in out
+    assert ran_stages(out) == {"source"}, out  # the one stage that always runs: it hashes the data source
 
 
 def test_controls_run_only_new_stages_and_join_the_report(repo: Path) -> None:
@@ -117,7 +117,7 @@ def test_controls_run_only_new_stages_and_join_the_report(repo: Path) -> None:
     ran = ran_stages(out)
     new = {f"{kind}@{c}-{s}" for kind in ("train_control", "sample_control", "evaluate_control")
            for c in CONTROLS for s in SEEDS}
-    assert ran == new | {"report"}, out
+    assert ran == new | {"report", "source"}, out
     md = (repo / "reports" / "report.md").read_text()
     for control in CONTROLS:
         cells = table_row(md, control)
@@ -132,7 +132,7 @@ def test_ablation_reruns_only_the_agm_branch(repo: Path) -> None:
     out = sh(["dvc", "exp", "run", "-S", "lambda=0.0", "-S", "controls=[]"], repo)
     ran = ran_stages(out)
     agm_branch = {f"{kind}@{s}" for kind in ("train_agm",) for s in SEEDS} | {
-        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps") for s in SEEDS} | {"report"}
+        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps") for s in SEEDS} | {"report", "source"}
     # downstream AGM stages may be skipped when their inputs hash the same (tiny runs); the baseline never runs
     assert {"train_agm@0", "sample@agm-0"} <= ran <= agm_branch, out
     changed = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo))
@@ -187,7 +187,7 @@ def test_repro_with_two_processes_matches_one_process(repo: Path, tmp_path: Path
     one = {m: read_metrics(repo, m) for m in ("baseline", "agm")}
     live_one = {m: json.loads((repo / "live" / m / "s0" / "metrics.json").read_text()) for m in ("baseline", "agm")}
     samples_one = np.load(repo / "samples" / "agm" / "s0" / "samples.npy")
-    assert ran_stages(sh(["dvc", "exp", "run", "-S", "execution.nproc=2"], repo)) == set()
+    assert ran_stages(sh(["dvc", "exp", "run", "-S", "execution.nproc=2"], repo)) == {"source"}
     out = sh(["dvc", "exp", "run", "-f", "-S", "execution.nproc=2"], repo, AGM_STATE_DIR=str(tmp_path / "state"))
     assert {"train_baseline@0", "train_agm@1", "sample@agm-0", "steps@baseline-1"} <= ran_stages(out), out
     assert out.count("--nproc_per_node=2") >= 4 * len(SEEDS)  # train and sample, both models, every seed

@@ -135,3 +135,4 @@ def test_outputs_can_be_run_cached_and_training_depends_on_its_libraries() -> No
             assert not (isinstance(out, dict) and any(o.get("persist") for o in out.values())), name
     for name in ("train_baseline", "train_agm", "train_control"):
         assert "requirements.txt" in STAGES[name]["deps"], name
+    assert STAGES["source"]["always_changed"] and "data/source.json" in STAGES["prepare"]["deps"]
