@@ -21,6 +21,9 @@ from agm.nets import DriftUNet
 Action = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """s(x: (B, ...), t: (B,)) → (B,), each output depending on its own sample only."""
 
+TIME_SCALE = 0.01
+"""κ, the factor on t before the U-Net's time embedding (docs/notes/action-matching.md)."""
+
 
 class ActionNet(nn.Module):
     """s_θ(x, t) = ⟨u_θ(x, κ t), x⟩ (sum over C, H, W): (B, C, H, W), (B,) → (B,).
@@ -35,7 +38,7 @@ class ActionNet(nn.Module):
         **unet_kwargs: the ``DriftUNet`` arguments.
     """
 
-    def __init__(self, *, time_scale: float = 0.01, **unet_kwargs: Any) -> None:
+    def __init__(self, *, time_scale: float = TIME_SCALE, **unet_kwargs: Any) -> None:
         super().__init__()
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")

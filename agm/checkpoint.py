@@ -1,10 +1,10 @@
 """Training-state files: one dict of state dicts + step + RNG states + config, written atomically.
 
 A checkpoint belongs to one run: its ``config`` is the run's whole identity (the configuration, and where
-the training stage builds it, a content hash of the training data and of the code it executes; see
-agm.provenance). Resuming is for a run that was interrupted: :func:`resume_state` hands back a checkpoint
-only when its identity equals the run's and it is not past the requested step; anything else trains from
-step 0, and :func:`clear_run` removes the other run's files so they are never reused.
+the training stage builds it, the content hashes of the training data and of the code it executes and the
+library versions; agm.provenance, agm.run_state). Resuming is for a run that was interrupted:
+:func:`resume_state` hands back a checkpoint only when its identity equals the run's and it is not past the
+requested step, and refuses anything else; nothing here deletes a file.
 """
 
 from __future__ import annotations
@@ -62,40 +62,22 @@ def config_differences(stored: dict[str, Any], config: dict[str, Any], prefix: s
     return keys
 
 
-def resume_state(ckpt_dir: str | os.PathLike[str], config: dict[str, Any],
-                 steps: int) -> tuple[dict[str, Any] | None, str]:
-    """The checkpoint a run may resume from, or None and why not.
+def resume_state(ckpt_dir: str | os.PathLike[str], config: dict[str, Any], steps: int) -> dict[str, Any] | None:
+    """The checkpoint a run resumes from: ``ckpt_dir/latest.pt``, or None when there is none (step 0).
 
-    A run resumes from ``ckpt_dir/latest.pt`` only if that file was written by the same run: an equal
-    ``config`` (its whole identity) and a step not past ``steps`` (a longer run's model is never
-    returned for a shorter one).
-
-    Returns:
-        (state, "") to resume; (None, reason) to train from step 0. The reason is "" when there is no
-        checkpoint at all.
+    A state folder holds one run (agm.run_state keys it by the identity), so a ``latest.pt`` of another
+    ``config`` (its whole identity), one past ``steps`` (a longer run's model is never returned for a shorter
+    one) or an unreadable one is refused with :class:`CheckpointMismatchError`, naming the file; it is never
+    deleted or overwritten.
     """
     path = Path(ckpt_dir) / LATEST
     if not path.exists():
-        return None, ""
-    try:
-        state = load_checkpoint(path)
-    except CheckpointMismatchError as exc:
-        return None, str(exc)
+        return None
+    state = load_checkpoint(path)
     if state.get("config") != config:
         keys = config_differences(state.get("config") or {}, config)
-        return None, f"{path} belongs to another run (differs in: {', '.join(keys)})"
+        raise CheckpointMismatchError(
+            f"{path} belongs to another run (differs in: {', '.join(keys)}); a state folder holds one run")
     if state.get("step", 0) > steps:
-        return None, f"{path} is at step {state['step']}, past the {steps} steps asked for"
-    return state, ""
-
-
-def clear_run(ckpt_dir: str | os.PathLike[str]) -> list[Path]:
-    """Remove a run's files from ``ckpt_dir`` (``latest.pt``, EMA snapshots, stray temporaries); return them."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return []
-    gone = [p for p in ckpt_dir.iterdir()
-            if p.is_file() and (p.name == LATEST or p.name.startswith("ema_") or p.name.endswith(".tmp"))]
-    for p in gone:
-        p.unlink()
-    return gone
+        raise CheckpointMismatchError(f"{path} is at step {state['step']}, past the {steps} steps asked for")
+    return state

@@ -125,7 +125,7 @@ class PotentialParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """The training loop (docs/spec.md §4, §7)."""
+    """The training loop (docs/spec.md §4, §7): what changes the trained model (its resume identity)."""
 
     steps: int
     batch_size: int
@@ -137,21 +137,11 @@ class TrainParams:
     ema_decay: float
     ema_warmup: bool
     amp: Literal["none", "bf16", "fp16"]
-    compile: bool
-    channels_last: bool
-    device: str
-    nproc: int
-    log_every: int
-    checkpoint_every: int
-    snapshot_every: int
+    snapshot_every: int  # which EMA snapshots exist: part of the outputs
 
     def check(self) -> None:
         check_range("train.steps", self.steps, lo=1)
         check_range("train.batch_size", self.batch_size, lo=1)
-        check_range("train.nproc", self.nproc, lo=1)
-        if self.batch_size % self.nproc:
-            raise ParamsError(f"train.batch_size {self.batch_size} is not divisible by train.nproc {self.nproc} "
-                              "(each process trains an equal slice of the global batch)")
         check_range("train.lr", self.lr, lo=0.0, lo_open=True)
         for i, b in enumerate(self.betas):
             check_range(f"train.betas[{i}]", b, lo=0.0, hi=1.0, hi_open=True)
@@ -159,10 +149,31 @@ class TrainParams:
         check_range("train.grad_clip", self.grad_clip, lo=0.0)
         check_range("train.warmup_steps", self.warmup_steps, lo=0)
         check_range("train.ema_decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
-        check_device("train.device", self.device)
-        check_range("train.log_every", self.log_every, lo=1)
-        check_range("train.checkpoint_every", self.checkpoint_every, lo=1)
         check_range("train.snapshot_every", self.snapshot_every, lo=0)
+
+
+@dataclass(frozen=True)
+class ExecutionParams:
+    """How the stages run, not what they compute: no stage declares these keys as params and no run
+    identity holds them, so changing one re-runs nothing and a half-trained run resumes under the new value."""
+
+    device: str  # every stage's device: auto | cpu | cuda | cuda:N
+    nproc: int  # processes per node for the train, sample and steps stages (torchrun)
+    compile: bool
+    channels_last: bool
+    log_every: int
+    checkpoint_every: int
+
+    def check(self) -> None:
+        check_device("execution.device", self.device)
+        check_range("execution.nproc", self.nproc, lo=1)
+        check_range("execution.log_every", self.log_every, lo=1)
+        check_range("execution.checkpoint_every", self.checkpoint_every, lo=1)
+
+    def check_batch(self, batch_size: int) -> None:
+        if batch_size % self.nproc:
+            raise ParamsError(f"train.batch_size {batch_size} is not divisible by execution.nproc {self.nproc} "
+                              "(each process trains an equal slice of the global batch)")
 
 
 @dataclass(frozen=True)
@@ -175,7 +186,6 @@ class SampleParams:
     g: float
     grid_nfe: int
     grid_size: int
-    device: str
 
     def check(self) -> None:
         check_range("sample.num_samples", self.num_samples, lo=1)
@@ -184,7 +194,6 @@ class SampleParams:
         check_range("sample.g", self.g, lo=0.0)
         check_range("sample.grid_nfe", self.grid_nfe, lo=1)
         check_range("sample.grid_size", self.grid_size, lo=1)
-        check_device("sample.device", self.device)
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,6 @@ class EvalParams:
     feature_net_epochs: int
     feature_net_lr: float
     snapshot_samples: int
-    device: str
 
     def check(self) -> None:
         check_range("eval.k", self.k, lo=1)
@@ -206,7 +214,6 @@ class EvalParams:
         check_range("eval.feature_net_epochs", self.feature_net_epochs, lo=1)
         check_range("eval.feature_net_lr", self.feature_net_lr, lo=0.0, lo_open=True)
         check_range("eval.snapshot_samples", self.snapshot_samples, lo=0)
-        check_device("eval.device", self.device)
         # clean-fid's InceptionV3W loads its weights by this name (agm.metrics.INCEPTION_WEIGHTS_FILENAME).
         if self.feature_space == "inception" and self.inception_weights != "auto" and (
                 Path(self.inception_weights).name != "inception-2015-12-05.pt"):
@@ -216,10 +223,12 @@ class EvalParams:
 
 SECTIONS: dict[str, type] = {
     "data": DataParams, "bridge": BridgeParams, "model": ModelParams, "potential": PotentialParams,
-    "train": TrainParams, "sample": SampleParams, "eval": EvalParams,
+    "train": TrainParams, "sample": SampleParams, "eval": EvalParams, "execution": ExecutionParams,
 }
 TOP_LEVEL: dict[str, Any] = {"profile": str, "lambda": float, "seed": int, "seeds": tuple[int, ...],
                              "controls": tuple[str, ...]}
+RESULT_KEYS = (*TOP_LEVEL, *(name for name in SECTIONS if name != "execution"))
+"""Every top-level key that can change a result: all but ``execution``."""
 CONTROLS = ("no_detach", "time_only", "action_matching", "shuffled")
 """Control models beside the baseline and AGM (agm.variants), switched on by listing them in ``controls``."""
 
@@ -240,6 +249,7 @@ class Params:
     train: TrainParams | None = None
     sample: SampleParams | None = None
     eval: EvalParams | None = None
+    execution: ExecutionParams | None = None
 
 
 def load_params(path: str | os.PathLike[str], sections: typing.Iterable[str] | None = None) -> Params:
@@ -268,6 +278,8 @@ def load_params(path: str | os.PathLike[str], sections: typing.Iterable[str] | N
     params = Params(**out)
     if params.model is not None and params.data is not None:
         params.model.check_resolution(params.data.resolution)
+    if params.train is not None and params.execution is not None:
+        params.execution.check_batch(params.train.batch_size)
     return params
 
 

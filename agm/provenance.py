@@ -1,10 +1,13 @@
 """What a run executes and reads, as content hashes: the identity a resumable checkpoint is keyed by.
 
-A training run is determined by its configuration, its data and its code. The code is the static import
-closure of the stage's module: every project file that ``python -m stages.X`` can import, found by walking
-``import`` statements with :mod:`ast` (imports inside functions included, and every package ``__init__``
-on the way), so a lazy import is still a dependency. The same closure is what each DVC stage must declare
-as deps (``tests/test_stage_deps.py`` checks dvc.yaml against it).
+A training run is determined by its configuration, its data, its code and the libraries that compute it.
+The data's origin is hashed too (:func:`source_manifest`): a folder of images or of a ``save_to_disk``
+dataset lies outside what DVC tracks, so the `source` stage records its content for `prepare`.
+
+The code is the static import closure of the stage's module: every project file that ``python -m
+stages.X`` can import, found by walking ``import`` statements with :mod:`ast` (imports inside functions
+included, and every package ``__init__`` on the way), so a lazy import is still a dependency. The same
+closure is what each DVC stage must declare as deps (``tests/test_stage_deps.py`` checks dvc.yaml against it).
 
 No torch here: this module is imported by stages before any heavy work and by the dependency test.
 """
@@ -112,6 +115,52 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each distribution in ``names`` (``importlib.metadata``; nothing is imported)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in names}
+
+
+def tree_digest(folder: str | os.PathLike[str]) -> dict[str, int | str]:
+    """Every file under ``folder`` (recursive, hidden ones included): its count, its bytes, and the sha256
+    over the sorted (relative path, content sha256) pairs, so a renamed, edited, added or removed file
+    changes it and nothing else does (not the folder's own location, not a modification time)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist")
+    files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.relative_to(folder).as_posix())
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.relative_to(folder).as_posix()}\0{file_sha256(p)}\0".encode())
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files), "sha256": h.hexdigest()}
+
+
+def source_manifest(source: str, name: str, path: str) -> dict[str, object]:
+    """What the images of ``data.source`` are, by content, with the versions of the libraries that prepare them.
+
+    digits: the sha256 of scikit-learn's ``digits.csv.gz`` (found without importing scikit-learn); folder:
+    :func:`tree_digest` of ``path``; hf: that of a ``save_to_disk`` folder ``name``, or, for a hub name, only
+    the name (the hub's copy is not hashed here).
+    """
+    if source == "digits":
+        from importlib.util import find_spec
+
+        spec = find_spec("sklearn")
+        csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+        if csv is None or not csv.is_file():
+            raise FileNotFoundError(f"scikit-learn's digits file is not where it ships ({csv})")
+        content = {"file": "sklearn/datasets/data/digits.csv.gz", "sha256": file_sha256(csv)}
+        libraries = ("numpy", "torch", "scikit-learn")
+    elif source == "folder":
+        content, libraries = {"path": path, **tree_digest(path)}, ("numpy", "pillow")
+    elif (Path(name) / "dataset_dict.json").is_file() or (Path(name) / "state.json").is_file():
+        content, libraries = {"name": name, **tree_digest(name)}, ("numpy", "pillow", "datasets")
+    else:
+        content, libraries = {"name": name, "sha256": None}, ("numpy", "pillow", "datasets")
+    return {"source": source, **content, "versions": package_versions(libraries)}
 
 
 def minimal_deps(module: str, root: Path = ROOT) -> list[str]:

@@ -19,13 +19,14 @@ from typing import Any, Protocol
 
 import torch
 
-from agm.checkpoint import LATEST, clear_run, resume_state, save_checkpoint
+from agm.checkpoint import LATEST, resume_state, save_checkpoint
 from agm.data import to_model_range
 from agm.distributed import barrier, world
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+    """A loss, a weight or an optimiser state became NaN or infinite; training stopped and the last good
+    checkpoint was kept."""
 
 
 class Trainer(Protocol):
@@ -66,10 +67,10 @@ def train(
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train for ``steps`` steps, resuming from ``checkpoint_dir/latest.pt`` if the same run wrote it.
+    """Train for ``steps`` steps, resuming from ``checkpoint_dir/latest.pt`` if there is one.
 
-    The run resumes only from a checkpoint with an equal ``config`` at a step ≤ ``steps``
-    (agm.checkpoint.resume_state); otherwise the folder's old files are removed and training starts at 0.
+    ``checkpoint_dir`` belongs to this run (agm.run_state keys it by ``config``): a ``latest.pt`` of another
+    ``config`` or past ``steps`` is refused (agm.checkpoint.resume_state), never removed.
 
     Args:
         trainer: the step owner (f, EMA, V, optimisers).
@@ -77,7 +78,8 @@ def train(
         steps: total steps to reach (a resumed run continues from its checkpoint's step).
         batch_size: global batch size (divided across torchrun processes).
         seed: seeds the one generator that draws batch indices, x0, ε, t and z.
-        checkpoint_dir: holds ``latest.pt`` and, every ``snapshot_every`` steps, ``ema_<step>.pt``.
+        checkpoint_dir: this run's state folder: ``latest.pt`` and, every ``snapshot_every`` steps,
+            ``ema_<step>.pt``.
         config: the run's identity, JSON-able, stored in checkpoints; resuming requires an equal one.
         checkpoint_every: steps between checkpoints (the last step is always checkpointed).
         log_every: steps between reading the step statistics on the host (one sync each).
@@ -93,10 +95,8 @@ def train(
     gen = torch.Generator(device=device).manual_seed(seed)
     history: list[dict[str, float]] = []
     start = 0
-    state, why_not = resume_state(ckpt_dir, config, steps)
-    barrier()  # every rank has read latest.pt before rank 0 may clear it
-    if state is None and rank == 0 and clear_run(ckpt_dir) and why_not:
-        print(f"train: {why_not}; its files were removed and training starts from step 0", flush=True)
+    state = resume_state(ckpt_dir, config, steps)
+    barrier()  # every rank has read latest.pt before rank 0 may overwrite it
     if state is not None:
         trainer.load_state_dict(state["trainer"])
         gen.set_state(state["generator"])
@@ -137,6 +137,7 @@ def train(
         snapshot = snapshot_every and step % snapshot_every == 0
         if step % log_every == 0 or step == steps or step % checkpoint_every == 0 or snapshot:
             _raise_if_bad(first_bad, stats, ckpt_dir)
+            _raise_if_state_bad(trainer, step, ckpt_dir)
         if step % log_every == 0 or step == steps:
             now = time.perf_counter()
             record = {"step": step, **{k: float(v) for k, v in asdict(stats).items()},
@@ -145,11 +146,13 @@ def train(
             history.append(record)
             if on_log is not None:
                 on_log(step, record)
-        if step % checkpoint_every == 0 or step == steps:
-            save(step, LATEST)
+        # the snapshot before latest.pt: a run killed between the two resumes from the previous checkpoint
+        # and writes this snapshot again, where the other order would lose it for good
         if snapshot and rank == 0:
             save_checkpoint(ckpt_dir / f"ema_{step:08d}.pt", {"ema": trainer.ema.model.state_dict(),
                                                              "step": step, "config": config})
+        if step % checkpoint_every == 0 or step == steps:
+            save(step, LATEST)
         if bar is not None:
             bar.update(1)
             if step % log_every == 0:
@@ -159,6 +162,35 @@ def train(
         bar.close()
     return TrainResult(step=steps, history=history,
                        wall_time_s=time.perf_counter() - wall0, resumed_from=start)
+
+
+def _finite(tree: Any) -> bool:
+    """Whether every floating-point tensor in a nested state (dicts, lists) is finite: one host read per device."""
+    flags: dict[torch.device, list[torch.Tensor]] = {}
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point():
+                flags.setdefault(x.device, []).append(torch.isfinite(x).all())
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    walk(tree)
+    return all(bool(torch.stack(f).all()) for f in flags.values())
+
+
+def _raise_if_state_bad(trainer: Trainer, step: int, ckpt_dir: Path) -> None:
+    """The step's statistics are computed before its update: a non-finite gradient with a finite loss
+    (clipping cannot tame an infinite norm) reaches the weights unseen there, so check what a checkpoint
+    would hold, at every step that logs, checkpoints or snapshots (no host read on the other steps)."""
+    if not _finite(trainer.state_dict()):
+        raise NonFiniteLossError(
+            f"non-finite weights or optimiser state after step {step} (its losses were finite: a non-finite "
+            f"gradient); training stopped, the last good checkpoint {ckpt_dir / LATEST} is kept")
 
 
 def _raise_if_bad(first_bad: torch.Tensor, stats: Any, ckpt_dir: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from agm.action_matching import ActionNet
+from agm.action_matching import TIME_SCALE, ActionNet
 from agm.action_matching_trainer import ActionMatchingTrainer
 from agm.agm_trainer import AGMTrainer
 from agm.config import Params, ParamsError
@@ -36,14 +36,20 @@ WEIGHT_STATS = ("w_min", "w_mean", "w_max", "w_std", "w_t_corr", "w_ratio", "w_e
 
 @dataclass(frozen=True)
 class Run:
-    """A built variant: its trainer, its configuration (the checkpoint's identity, JSON-able) and what its
-    model file needs (agm.model_file.save_model)."""
+    """A built variant: its trainer, its configuration (:func:`run_identity`) and what its model file needs
+    (agm.model_file.save_model)."""
 
     trainer: TrainerBase
     config: dict[str, Any]
     potential_kwargs: dict[str, Any] | None
     kind: str
     time_scale: float | None
+
+
+Identity = Callable[[Params, int, int, int, str, TimeWeightTable | None], dict[str, Any]]
+"""(params, seed, channels, resolution, device type, time table) → the run's configuration, JSON-able."""
+Build = Callable[[Params, int, int, int, torch.device, TimeWeightTable | None], Run]
+"""(params, seed, channels, resolution, device, time table) → the built run."""
 
 
 @dataclass(frozen=True)
@@ -54,42 +60,63 @@ class Variant:
         sections: params sections it reads (its DVC stage's ``params`` list, in dvc.yaml's order).
         logged: the dvclive scalars of its run.
         needs_time_table: whether it trains on an AGM run's time-weight table (``--time-weights``).
-        build: (params, seed, channels, resolution, device, time table) → Run.
+        identity: its configuration, without building anything (the train stage keys resume state by it
+            before it starts any process).
+        build: its networks and trainer; ``Run.config`` is ``identity`` of the same arguments.
     """
 
     sections: tuple[str, ...]
     logged: tuple[str, ...]
     needs_time_table: bool
-    build: Callable[[Params, int, int, int, torch.device, TimeWeightTable | None], Run]
+    identity: Identity
+    build: Build
 
 
-def _common(params: Params, variant: str, seed: int, unet: dict[str, Any], device: torch.device):
-    """Keyword arguments every trainer takes, and the configuration every run stores."""
+def _trainer_kwargs(params: Params, device: torch.device) -> dict[str, Any]:
+    """Keyword arguments every trainer takes."""
     train = params.train
-    opt = dict(lr_f=train.lr, betas=train.betas, weight_decay=train.weight_decay, grad_clip=train.grad_clip,
-               ema_decay=train.ema_decay, ema_warmup=train.ema_warmup, warmup_steps=train.warmup_steps,
-               amp=train.amp, fused=device.type == "cuda",
-               sigma_max=params.bridge.sigma_max, schedule=params.bridge.schedule)
-    # the identity holds the device type, not the index or the process count: every rank of a torchrun
-    # job (cuda:0, cuda:1, ...) must agree on it, and any process count trains the same global batch
-    identity = {k: v for k, v in dataclasses.asdict(train).items() if k != "nproc"}
-    config = {"variant": variant, "seed": seed, "bridge": dataclasses.asdict(params.bridge), "model": unet,
-              "train": {**identity, "device": device.type}}
-    return opt, config
+    return dict(lr_f=train.lr, betas=train.betas, weight_decay=train.weight_decay, grad_clip=train.grad_clip,
+                ema_decay=train.ema_decay, ema_warmup=train.ema_warmup, warmup_steps=train.warmup_steps,
+                amp=train.amp, fused=device.type == "cuda",
+                sigma_max=params.bridge.sigma_max, schedule=params.bridge.schedule)
+
+
+def _common_identity(params: Params, variant: str, seed: int, channels: int, resolution: int,
+                     device_type: str) -> dict[str, Any]:
+    """The configuration every run stores: what changes its result (never how it executes: the
+    ``execution`` section). The device type is there, not the index: every rank of a torchrun job
+    (cuda:0, cuda:1, ...) agrees on it."""
+    return {"variant": variant, "seed": seed, "bridge": dataclasses.asdict(params.bridge),
+            "model": params.model.kwargs(channels, resolution), "train": dataclasses.asdict(params.train),
+            "device": device_type}
 
 
 def _drift_run(variant: str, *, potential: bool, detach: bool = True, time_table: bool = False,
-               shuffle: bool = False):
-    """A variant of the AGM trainer: with V (agm, no_detach) or without (baseline, time_only)."""
+               shuffle: bool = False) -> tuple[Identity, Build]:
+    """A variant of the AGM trainer: with V (agm, no_detach, shuffled) or without (baseline, time_only)."""
+
+    def identity(params: Params, seed: int, channels: int, resolution: int, device_type: str,
+                 table: TimeWeightTable | None) -> dict[str, Any]:
+        config = _common_identity(params, variant, seed, channels, resolution, device_type)
+        if potential and params.lam > 0:
+            config.update({"lambda": params.lam, "potential": dataclasses.asdict(params.potential)})
+        elif potential and (not detach or shuffle):
+            raise ParamsError(f"the {variant} control needs lambda > 0 (at lambda = 0 there is no V)")
+        elif time_table:
+            if table is None:
+                raise ValueError(f"the {variant} variant needs a time-weight table")
+            config["time_weights"] = list(table.weights)
+        return json.loads(json.dumps(config))
 
     def build(params: Params, seed: int, channels: int, resolution: int, device: torch.device,
               table: TimeWeightTable | None) -> Run:
+        config = identity(params, seed, channels, resolution, device.type, table)
         torch.manual_seed(seed)  # f, then V, are initialised from the seed
         unet = params.model.kwargs(channels, resolution)
-        opt, config = _common(params, variant, seed, unet, device)
+        opt = _trainer_kwargs(params, device)
         f = DriftUNet(**unet).to(device)
         V, weighting, potential_kwargs = None, UnitWeights(), None
-        if potential and params.lam > 0:
+        if "potential" in config:
             pot = params.potential
             potential_kwargs = pot.net_kwargs(channels)
             V = Potential(**potential_kwargs).to(device)
@@ -98,59 +125,67 @@ def _drift_run(variant: str, *, potential: bool, detach: bool = True, time_table
             if shuffle:
                 weighting = ShuffledWeights(weighting, seed)
             opt.update(margin=pot.margin, mu=pot.mu, lr_v=pot.lr)
-            config.update({"lambda": params.lam, "potential": dataclasses.asdict(pot)})
-        elif potential and (not detach or shuffle):
-            raise ParamsError(f"the {variant} control needs lambda > 0 (at lambda = 0 there is no V)")
-        elif time_table:
-            if table is None:
-                raise ValueError(f"the {variant} variant needs a time-weight table")
+        elif "time_weights" in config:
             weighting = TimeTableWeights(table.as_tensor(device))
-            config["time_weights"] = list(table.weights)
         trainer = AGMTrainer(f, V, weighting, **opt)
-        return Run(trainer, json.loads(json.dumps(config)), potential_kwargs, "drift", None)
+        return Run(trainer, config, potential_kwargs, "drift", None)
 
-    return build
+    return identity, build
+
+
+def _action_identity(params: Params, seed: int, channels: int, resolution: int, device_type: str,
+                     table: TimeWeightTable | None) -> dict[str, Any]:
+    config = _common_identity(params, "action_matching", seed, channels, resolution, device_type)
+    return json.loads(json.dumps({**config, "time_scale": TIME_SCALE}))
 
 
 def _action_matching(params: Params, seed: int, channels: int, resolution: int, device: torch.device,
                      table: TimeWeightTable | None) -> Run:
+    config = _action_identity(params, seed, channels, resolution, device.type, table)
     torch.manual_seed(seed)
-    unet = params.model.kwargs(channels, resolution)
-    opt, config = _common(params, "action_matching", seed, unet, device)
-    s = ActionNet(**unet).to(device)
-    config["time_scale"] = s.time_scale
-    trainer = ActionMatchingTrainer(s, **opt)
-    return Run(trainer, json.loads(json.dumps(config)), None, "action", s.time_scale)
+    s = ActionNet(time_scale=TIME_SCALE, **params.model.kwargs(channels, resolution)).to(device)
+    trainer = ActionMatchingTrainer(s, **_trainer_kwargs(params, device))
+    return Run(trainer, config, None, "action", s.time_scale)
 
 
 _BASE = ("bridge", "model", "train")
 _WITH_V = ("lambda", "bridge", "model", "potential", "train")
 
 VARIANTS: dict[str, Variant] = {
-    "baseline": Variant(_BASE, ("drift_loss", "step_time_s"), False, _drift_run("baseline", potential=False)),
+    "baseline": Variant(_BASE, ("drift_loss", "step_time_s"), False, *_drift_run("baseline", potential=False)),
     "agm": Variant(_WITH_V, ("drift_loss", "potential_loss", *WEIGHT_STATS, "step_time_s"), False,
-                   _drift_run("agm", potential=True)),
+                   *_drift_run("agm", potential=True)),
     "no_detach": Variant(_WITH_V, ("drift_loss", "potential_loss", *WEIGHT_STATS, "step_time_s"), False,
-                         _drift_run("no_detach", potential=True, detach=False)),
+                         *_drift_run("no_detach", potential=True, detach=False)),
     "time_only": Variant(_BASE, ("drift_loss", *WEIGHT_STATS, "step_time_s"), True,
-                         _drift_run("time_only", potential=False, time_table=True)),
-    "action_matching": Variant(_BASE, ("action_loss", "step_time_s"), False, _action_matching),
+                         *_drift_run("time_only", potential=False, time_table=True)),
+    "action_matching": Variant(_BASE, ("action_loss", "step_time_s"), False, _action_identity, _action_matching),
     "shuffled": Variant(_WITH_V, ("drift_loss", "potential_loss", *WEIGHT_STATS, "step_time_s"), False,
-                        _drift_run("shuffled", potential=True, shuffle=True)),
+                        *_drift_run("shuffled", potential=True, shuffle=True)),
 }
 """Every runnable variant; the keys after baseline and agm are the controls (agm.config.CONTROLS)."""
 
 
-def build_run(params: Params, variant: str, seed: int, channels: int, resolution: int, device: torch.device,
-              time_table: TimeWeightTable | None = None) -> Run:
-    """Build ``variant``'s networks and trainer, initialised from ``seed``.
-
-    ``Run.config`` is the run's configuration, all of it: the checkpoint stores it, and a checkpoint of any
-    other configuration is never resumed (the train stage adds the data's and the code's content hashes).
-    """
+def _row(variant: str) -> Variant:
     if variant not in VARIANTS:
         raise ParamsError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
-    return VARIANTS[variant].build(params, seed, channels, resolution, device, time_table)
+    return VARIANTS[variant]
+
+
+def run_identity(params: Params, variant: str, seed: int, channels: int, resolution: int, device_type: str,
+                 time_table: TimeWeightTable | None = None) -> dict[str, Any]:
+    """``variant``'s configuration for ``seed``: every param that changes its result, JSON-able; nothing is built.
+
+    The train stage adds the content hashes of the data and the code and the library versions, and keys the
+    run's resume state by the whole (agm.run_state).
+    """
+    return _row(variant).identity(params, seed, channels, resolution, device_type, time_table)
+
+
+def build_run(params: Params, variant: str, seed: int, channels: int, resolution: int, device: torch.device,
+              time_table: TimeWeightTable | None = None) -> Run:
+    """Build ``variant``'s networks and trainer, initialised from ``seed``; ``Run.config`` is :func:`run_identity`."""
+    return _row(variant).build(params, seed, channels, resolution, device, time_table)
 
 
 def save_run(out_dir: Path, run: Run, step: int, checkpoint_dir: Path) -> None:

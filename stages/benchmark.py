@@ -43,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", required=True)
     ap.add_argument("--out", required=True, help="results .json")
-    ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: train.device)")
+    ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: execution.device)")
     ap.add_argument("--batch", type=int, help="training batch size (default: train.batch_size)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, autotuning)")
     ap.add_argument("--steps", type=int, default=10, help="timed training steps per model")
@@ -52,12 +52,12 @@ def main() -> None:
     ap.add_argument("--amp", choices=tuple(AMP_DTYPES), help="training autocast (default: train.amp)")
     ap.add_argument("--sample-amp", choices=tuple(AMP_DTYPES), default="none",
                     help="sampling autocast (default: none, as stages/sample.py)")
-    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, help="default: train.compile")
-    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: train.channels_last")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, help="default: execution.compile")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: execution.channels_last")
     ap.add_argument("--action-matching", action="store_true",
                     help="also time the Action Matching control's step, against AGM's")
     args = ap.parse_args()
-    params = load_params(args.params, ["seeds", "data", "sample", *VARIANTS["agm"].sections])
+    params = load_params(args.params, ["seeds", "data", "sample", "execution", *VARIANTS["agm"].sections])
     seed = params.seeds[0]
     batch_size = params.train.batch_size if args.batch is None else args.batch
     nfe = params.sample.nfe if args.nfe is None else args.nfe
@@ -66,13 +66,13 @@ def main() -> None:
                            ("--nfe", nfe, 1), ("--sample-batch", sample_batch, 1)):
         if value < lo:
             raise ParamsError(f"{key} must be >= {lo}, got {value}")
-    device = resolve_device(args.device or params.train.device)
+    device = resolve_device(args.device or params.execution.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ParamsError(f"device {device} asked for, but torch sees no CUDA device")
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, amp=args.amp or params.train.amp))
-    compile_ = params.train.compile if args.compile is None else args.compile
+    compile_ = params.execution.compile if args.compile is None else args.compile
     if args.channels_last is None:
-        args.channels_last = params.train.channels_last
+        args.channels_last = params.execution.channels_last
     applied = configure_backends(device)
     image_shape = (params.data.channels, params.data.resolution, params.data.resolution)
     batch = random_batch(batch_size, image_shape, seed=seed, device=device)

@@ -28,13 +28,14 @@ def main() -> None:
     ap.add_argument("--features", required=True, help="the features stage's folder")
     ap.add_argument("--out", required=True, help="metrics JSON")
     args = ap.parse_args()
-    eval_params = load_params(args.params, ["eval"]).eval
+    params = load_params(args.params, ["eval", "execution"])
+    eval_params = params.eval
     space = eval_params.feature_space
     t0 = time.perf_counter()
     real = load_real_features(args.features, space, eval_params.inception_weights)
     extract = feature_extractor(space, feature_net=Path(args.features) / "net.pt",
                                 inception_weights=eval_params.inception_weights,
-                                device=resolve_device(eval_params.device), batch_size=eval_params.batch_size)
+                                device=resolve_device(params.execution.device), batch_size=eval_params.batch_size)
     q = sample_quality(real.features, extract(np.load(args.samples)), k=eval_params.k, kernel_seed=KERNEL_SEED)
     metrics = {**q.record(space), "feature_space": space, "k": eval_params.k, "n_real": q.n_real,
                "n_samples": q.n_fake, "seconds": round(time.perf_counter() - t0, 2)}

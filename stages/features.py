@@ -31,9 +31,9 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output folder: net.pt (digits), train.npz, heldout.npz")
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args()
-    params = load_params(args.params, ["seed", "eval"])
+    params = load_params(args.params, ["seed", "eval", "execution"])
     eval_params = params.eval
-    space, device = eval_params.feature_space, resolve_device(eval_params.device)
+    space, device = eval_params.feature_space, resolve_device(params.execution.device)
     # First: `auto` downloads the weights now (once), and missing weights fail on one line before any work.
     weights = resolve_inception_weights(eval_params.inception_weights) if space == "inception" else None
     digest = weights_digest(weights) if weights else ""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agm.config import load_params
+from agm.config import RESULT_KEYS, load_params
 from agm.data import load_image_set
 from agm.io import atomic_dir
 from agm.report.build import build_report, load_json, load_optional, read_live_curves
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--steps", required=True, help="folder of metric-vs-steps CSVs: <model>/s<seed>.csv")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    params = load_params(args.params)  # every section: the report prints them all
+    params = load_params(args.params, RESULT_KEYS)  # what changes a result: the report prints it all
     models, seeds = ["baseline", "agm", *params.controls], list(params.seeds)
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     runs, live, samples = Path(args.runs), Path(args.live), Path(args.samples)

@@ -2,7 +2,7 @@
 
 Writes samples.npy (uint8 (N, C, H, W), `sample.num_samples` at `sample.nfe`) batch by batch, and the
 Fig. 3 grid (grid.npy, grid.png: `sample.grid_size` images at `sample.grid_nfe` from the seed's own grid
-noise, `agm.sampler.grid_seed`, which no sample batch shares). With `train.nproc` > 1 the batches are
+noise, `agm.sampler.grid_seed`, which no sample batch shares). With `execution.nproc` > 1 the batches are
 shared among that many processes (torchrun); every batch has its own seed, so the images are those of one
 process, and rank 0 alone writes.
 """
@@ -36,12 +36,12 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True, help="output folder")
     args = ap.parse_args()
-    params = load_params(args.params, ["sample", "train"])
+    params = load_params(args.params, ["sample", "execution"])
     sample_params = params.sample
     shape = image_shape(load_checkpoint(args.model))  # on the CPU: a bad file fails here, before any launch
-    if (status := launch(params.train.nproc, "stages.sample", sys.argv[1:])) is not None:
+    if (status := launch(params.execution.nproc, "stages.sample", sys.argv[1:])) is not None:
         sys.exit(status)
-    device = resolve_device(sample_params.device)
+    device = resolve_device(params.execution.device)
     rank = init_process_group(device)
     f = load_drift(args.model, device)
     n, batch_size, nfe, g = sample_params.num_samples, sample_params.batch_size, sample_params.nfe, sample_params.g

@@ -2,7 +2,7 @@
 
 Each snapshot (and the final model) draws `eval.snapshot_samples` images at `sample.nfe` with the same
 seed, so the points differ only by the weights. Written as a CSV for `dvc plots` and the report. With
-`train.nproc` > 1 the sample batches are shared among that many processes (torchrun) and rank 0 scores them.
+`execution.nproc` > 1 the sample batches are shared among that many processes (torchrun) and rank 0 scores them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--features", required=True)
     ap.add_argument("--out", required=True, help="CSV: step, distance, precision, recall")
     args = ap.parse_args()
-    params = load_params(args.params, ["sample", "eval", "train"])
+    params = load_params(args.params, ["sample", "eval", "execution"])
     sample_params, eval_params = params.sample, params.eval
     space = eval_params.feature_space
     real = load_real_features(args.features, space, eval_params.inception_weights)
@@ -41,9 +41,9 @@ def main() -> None:
     final = load_checkpoint(run_dir / "model.pt")
     snaps = [load_checkpoint(snap) for snap in sorted((run_dir / "snapshots").glob("ema_*.pt"))]
     points = [(ck["step"], ck["ema"]) for ck in snaps if ck["step"] < final["step"]] + [(final["step"], final["ema"])]
-    if (status := launch(params.train.nproc, "stages.steps", sys.argv[1:])) is not None:
+    if (status := launch(params.execution.nproc, "stages.steps", sys.argv[1:])) is not None:
         sys.exit(status)
-    device = resolve_device(eval_params.device)
+    device = resolve_device(params.execution.device)
     rank = init_process_group(device)
     if rank == 0:
         extract = feature_extractor(space, feature_net=Path(args.features) / "net.pt",

@@ -1,31 +1,37 @@
 """Stage `train`: train one variant (agm.variants) for one seed, logging with dvclive.
 
 Variants share this one script: ``baseline`` (λ = 0, no V), ``agm``, and the controls ``no_detach``,
-``time_only`` (with ``--time-weights``, an AGM run's per-t weights) and ``action_matching``. Checkpoints
-live in a persistent folder and hold the run's identity (configuration, data hash, code hash), so a killed
-run resumes and any other run starts from step 0. With `train.nproc` = N > 1 the stage validates its inputs
-and reruns itself as N processes (torchrun on this node); under torchrun (that one, or a multi-node job's)
-the processes split each batch (DDP) and rank 0 alone logs and writes.
+``time_only`` (with ``--time-weights``, an AGM run's per-t weights), ``action_matching`` and ``shuffled``.
+Resume state is not a DVC output: it lives in a folder keyed by the run's identity (configuration, data
+hash, code hash, library versions) under ``$AGM_STATE_DIR`` or ``.agm_state/`` (agm.run_state), locked
+while this stage trains, so a killed run resumes, another identity never does, and DVC's run-cache can
+save and restore the outputs. With `execution.nproc` = N > 1 the stage validates its inputs and reruns
+itself as N processes (torchrun on this node); under torchrun (that one, or a multi-node job's) the
+processes split each batch (DDP) and rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from agm.accelerate import accelerate, amp_warning, configure_backends
-from agm.config import ParamsError, load_params, resolve_device
+from agm.config import Params, ParamsError, load_params, resolve_device
 from agm.data import check_batch_size, load_image_set
 from agm.distributed import close_process_group, init_process_group, launch, launched_processes
-from agm.io import atomic_dir
+from agm.io import atomic_dir, write_json
 from agm.nets import count_parameters
 from agm.provenance import code_digest, file_sha256
+from agm.run_state import library_versions, locked, state_dir, state_root
 from agm.time_weighting import TimeWeightTable
 from agm.train import train
-from agm.variants import VARIANTS, build_run, save_run
+from agm.variants import VARIANTS, Variant, build_run, run_identity, save_run
 from stages import run
 
 
@@ -35,7 +41,6 @@ def main() -> None:
     ap.add_argument("--variant", required=True, choices=list(VARIANTS))
     ap.add_argument("--seed", required=True, type=int, help="training seed (one of params `seeds`)")
     ap.add_argument("--data", required=True, help="training ImageSet .npz")
-    ap.add_argument("--checkpoints", required=True, help="persistent checkpoint folder")
     ap.add_argument("--out", required=True, help="output folder: model.pt, snapshots/, time_weights.json")
     ap.add_argument("--live", required=True, help="dvclive folder")
     ap.add_argument("--time-weights", help="time_only: the AGM run's time_weights.json")
@@ -48,41 +53,58 @@ def main() -> None:
     if args.variant == "no_detach" and launched_processes() > 1:
         raise ParamsError("the no_detach control runs in one process (under torchrun its gradient through the "
                           "global-batch softmax would miss the other ranks' terms); run it without torchrun")
-    params = load_params(args.params, variant.sections)
+    params = load_params(args.params, (*variant.sections, "execution"))
+    execution = params.execution
     table = TimeWeightTable.load(args.time_weights) if variant.needs_time_table else None
     data = load_image_set(args.data)
     check_batch_size(data, params.train.batch_size)
     params.model.check_resolution(data.images.shape[2])
-    nproc = params.train.nproc
+    channels, resolution = data.images.shape[1], data.images.shape[2]
+    device = resolve_device(execution.device)
+    # the run's identity: what changes its result, nothing of how it executes (agm.run_state)
+    identity = {**run_identity(params, args.variant, args.seed, channels, resolution, device.type, table),
+                "data": {"n": len(data.images), "sha256": file_sha256(args.data)},
+                "code": code_digest("stages.train"), "versions": library_versions(device.type)}
+    name = f"train[{args.variant}, seed {args.seed}]"
+    state = state_dir(state_root(), f"{args.variant}-s{args.seed}", identity)
+    nproc = execution.nproc
     if args.variant == "no_detach" and nproc > 1:  # see the refusal above
-        print(f"{args.variant}: trains in one process (train.nproc {nproc} applies to the other variants)")
+        print(f"{args.variant}: trains in one process (execution.nproc {nproc} applies to the other variants)")
         nproc = 1
-    if (status := launch(nproc, "stages.train", sys.argv[1:])) is not None:
-        sys.exit(status)
-    device = resolve_device(params.train.device)
+    with contextlib.ExitStack() as stack:
+        if launched_processes() == 1:  # under torchrun, the process that started it holds the lock
+            stack.enter_context(locked(state, on_wait=lambda lock: print(
+                f"{name}: waiting for {lock}: another process trains this run", flush=True)))
+        if (status := launch(nproc, "stages.train", sys.argv[1:])) is not None:
+            sys.exit(status)
+        train_and_write(args, variant, params, identity, state, name, device, data.images, table)
+
+
+def train_and_write(args: argparse.Namespace, variant: Variant, params: Params, identity: dict[str, Any],
+                    state: Path, name: str, device: torch.device, images: np.ndarray,
+                    table: TimeWeightTable | None) -> None:
+    """Train in this process (the only one, or one of torchrun's); rank 0 logs and writes the outputs."""
+    execution = params.execution
     rank = init_process_group(device)
-    built = build_run(params, args.variant, args.seed, data.images.shape[1], data.images.shape[2], device, table)
+    built = build_run(params, args.variant, args.seed, images.shape[1], images.shape[2], device, table)
     trainer = built.trainer
-    # the run's identity: a checkpoint of other data or other code is never resumed (agm.checkpoint)
-    built.config["data"] = {"source": data.source, "n": len(data.images), "sha256": file_sha256(args.data)}
-    built.config["code"] = code_digest("stages.train")
-    ckpt_dir, name = Path(args.checkpoints), f"train[{args.variant}, seed {args.seed}]"
     n_f, n_v = count_parameters(trainer.f), count_parameters(trainer.V) if trainer.V is not None else 0
     if rank == 0:
-        print(f"{name}: f {n_f / 1e6:.2f}M params, V {n_v / 1e6:.3f}M, {device}, checkpoints {ckpt_dir}")
+        print(f"{name}: f {n_f / 1e6:.2f}M params, V {n_v / 1e6:.3f}M, {device}, state {state}")
+        write_json(state / "identity.json", identity)  # for a reader of the state folder
     if rank == 0 and (warning := amp_warning(device, params.train.amp)):
         print(f"{name}: warning: {warning}", file=sys.stderr)
     applied = configure_backends(device)
-    applied += accelerate(trainer, compile=params.train.compile, channels_last=params.train.channels_last,
+    applied += accelerate(trainer, compile=execution.compile, channels_last=execution.channels_last,
                           distributed=launched_processes() > 1)
     if rank == 0 and applied:
         print(f"{name}: {', '.join(applied)}")
     loop = dict(steps=params.train.steps, batch_size=params.train.batch_size, seed=args.seed,
-                checkpoint_dir=ckpt_dir, config=built.config, checkpoint_every=params.train.checkpoint_every,
-                log_every=params.train.log_every, snapshot_every=params.train.snapshot_every)
-    images = torch.from_numpy(data.images).to(device)
+                checkpoint_dir=state, config=identity, checkpoint_every=execution.checkpoint_every,
+                log_every=execution.log_every, snapshot_every=params.train.snapshot_every)
+    x = torch.from_numpy(images).to(device)
     if rank > 0:  # the other ranks train their slice of every batch; rank 0 logs and writes
-        train(trainer, images, **loop)
+        train(trainer, x, **loop)
         close_process_group()
         return
 
@@ -95,12 +117,12 @@ def main() -> None:
             for key in keys:
                 live.log_metric(f"train/{key}", record[key])
 
-        result = train(trainer, images, on_log=on_log, progress=True, **loop)
+        result = train(trainer, x, on_log=on_log, progress=True, **loop)
         live.summary.update(steps=result.step, wall_time_s=round(result.wall_time_s, 2),
                             resumed_from_step=result.resumed_from, params_f=n_f, params_V=n_v)
     close_process_group()
     with atomic_dir(args.out) as out:
-        save_run(out, built, result.step, ckpt_dir)
+        save_run(out, built, result.step, state)
     print(f"{name}: {result.step} steps, final {keys[0]} {result.history[-1][keys[0]]:.4f}, "
           f"{result.wall_time_s:.0f} s this run")
 

@@ -26,8 +26,8 @@ from agm.metrics import INCEPTION_WEIGHTS_FILENAME
 PAPER_TINY_SIZES: dict[str, Any] = {
     "train.steps": 2,                # one EMA snapshot before the final step: a two-point metric-vs-steps curve
     "train.batch_size": 2,           # the fewest for which AGM's batch softmax weights differ from 1
-    "train.log_every": 1,
-    "train.checkpoint_every": 2,
+    "execution.log_every": 1,
+    "execution.checkpoint_every": 2,
     "train.snapshot_every": 1,
     "sample.num_samples": 4,         # k + 1: precision/recall with k = 3
     "sample.batch_size": 4,

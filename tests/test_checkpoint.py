@@ -1,4 +1,4 @@
-"""Tests for agm/checkpoint.py: atomic saves, refusing foreign or mismatched files."""
+"""Tests for agm/checkpoint.py: atomic saves, refusing foreign or mismatched files, deleting none."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch
 
 from agm.checkpoint import (
     CheckpointMismatchError,
-    clear_run,
     config_differences,
     load_checkpoint,
     resume_state,
@@ -96,23 +95,24 @@ def test_config_differences_name_nested_keys():
 
 
 def test_resume_state_only_for_the_same_run_not_past_the_steps(tmp_path):
-    assert resume_state(tmp_path, CONFIG, steps=5) == (None, "")
+    assert resume_state(tmp_path, CONFIG, steps=5) is None
     save_checkpoint(tmp_path / "latest.pt", _state(step=3))
-    state, why = resume_state(tmp_path, CONFIG, steps=5)
-    assert state["step"] == 3 and why == ""
-    state, why = resume_state(tmp_path, {**CONFIG, "data": "f00"}, steps=5)
-    assert state is None and "differs in: data" in why
-    state, why = resume_state(tmp_path, CONFIG, steps=2)
-    assert state is None and "past the 2 steps" in why
-    (tmp_path / "latest.pt").write_bytes(b"garbage")
-    state, why = resume_state(tmp_path, CONFIG, steps=5)
-    assert state is None and "unreadable" in why
+    assert resume_state(tmp_path, CONFIG, steps=5)["step"] == 3
 
 
-def test_clear_run_removes_the_run_files_only(tmp_path):
-    for name in ("latest.pt", "ema_00000002.pt", ".latest.pt.abc.tmp", "notes.txt"):
-        (tmp_path / name).write_text("x")
-    gone = clear_run(tmp_path)
-    assert sorted(p.name for p in gone) == [".latest.pt.abc.tmp", "ema_00000002.pt", "latest.pt"]
-    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
-    assert clear_run(tmp_path / "missing") == []
+@pytest.mark.parametrize("config,steps,content,match", [
+    ({**CONFIG, "data": "f00"}, 5, None, r"belongs to another run \(differs in: data\)"),
+    (CONFIG, 2, None, "past the 2 steps"),
+    (CONFIG, 5, b"garbage", "unreadable"),
+])
+def test_resume_state_refuses_what_it_cannot_resume_and_deletes_nothing(tmp_path, config, steps, content, match):
+    save_checkpoint(tmp_path / "latest.pt", _state(step=3))
+    snapshot = tmp_path / "ema_00000002.pt"
+    snapshot.write_bytes(b"x")
+    if content is not None:
+        (tmp_path / "latest.pt").write_bytes(content)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(CheckpointMismatchError, match=match) as info:
+        resume_state(tmp_path, config, steps=steps)
+    assert str(tmp_path / "latest.pt") in str(info.value)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -96,7 +96,7 @@ BAD = [
     ("list-for-scalar", _set("train", "lr", [1e-3, 2e-3]), "train.lr"),
     ("bool-for-int", _set("train", "steps", True), "train.steps"),
     ("bool-for-float", _set(None, "lambda", True), "lambda"),
-    ("string-for-bool", _set("train", "compile", "yes"), "train.compile"),
+    ("string-for-bool", _set("execution", "compile", "yes"), "execution.compile"),
     ("null-for-float", _set("bridge", "sigma_max", None), "bridge.sigma_max"),
     ("scalar-for-list", _set("model", "channel_mult", 2), "model.channel_mult"),
     ("string-in-list", _set("model", "channel_mult", [1, "2", 2]), "model.channel_mult[1]"),
@@ -118,10 +118,10 @@ BAD = [
     ("unknown-schedule", _set("bridge", "schedule", "linear"), "bridge.schedule"),
     ("unknown-source", _set("data", "source", "s3"), "data.source"),
     ("amp-fp8", _set("train", "amp", "fp8"), "train.amp"),
-    ("device-tpu", _set("train", "device", "tpu"), "train.device"),
-    ("sample-device-tpu", _set("sample", "device", "tpu:0"), "sample.device"),
-    ("device-bad-index", _set("train", "device", "cuda:abc"), "train.device"),
-    ("cpu-with-index", _set("eval", "device", "cpu:1"), "eval.device"),
+    ("device-tpu", _set("execution", "device", "tpu"), "execution.device"),
+    ("device-tpu-index", _set("execution", "device", "tpu:0"), "execution.device"),
+    ("device-bad-index", _set("execution", "device", "cuda:abc"), "execution.device"),
+    ("cpu-with-index", _set("execution", "device", "cpu:1"), "execution.device"),
     ("seeds-empty", _set(None, "seeds", []), "seeds"),
     ("seeds-repeated", _set(None, "seeds", [0, 0]), "seeds"),
     ("seeds-negative", _set(None, "seeds", [1, -2]), "seeds[1]"),
@@ -135,7 +135,12 @@ BAD = [
     ("dropout-one", _set("model", "dropout", 1.0), "model.dropout"),
     ("empty-channel-mult", _set("model", "channel_mult", []), "model.channel_mult"),
     ("eval-k-zero", _set("eval", "k", 0), "eval.k"),
-    ("checkpoint-every-zero", _set("train", "checkpoint_every", 0), "train.checkpoint_every"),
+    ("checkpoint-every-zero", _set("execution", "checkpoint_every", 0), "execution.checkpoint_every"),
+    ("log-every-zero", _set("execution", "log_every", 0), "execution.log_every"),
+    ("nproc-zero", _set("execution", "nproc", 0), "execution.nproc"),
+    ("nproc-not-dividing-the-batch", _set("execution", "nproc", 3), "execution.nproc"),
+    ("an-execution-key-in-train", _set("train", "nproc", 2), "train.nproc"),
+    ("missing-execution", _drop(None, "execution"), "execution"),
 ]
 
 
@@ -148,6 +153,12 @@ def test_malformed_params_name_the_key_on_one_line(tmp_path, default_raw, mutate
     message = str(info.value)
     assert key in message
     assert "\n" not in message and message.strip() == message
+
+
+def test_the_result_keys_are_every_key_but_execution(default_raw):
+    from agm.config import RESULT_KEYS
+
+    assert set(RESULT_KEYS) == set(default_raw) - {"execution"}
 
 
 def test_bad_values_in_unrequested_sections_are_not_read(tmp_path, default_raw):

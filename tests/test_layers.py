@@ -15,7 +15,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     1: ("agm", "agm.io", "agm.validate", "agm.config", "agm.provenance", "agm.data", "agm.image_grid"),
     2: ("agm.bridge", "agm.losses", "agm.nets", "agm.ema", "agm.sampler", "agm.time_weighting",
         "agm.action_matching", "agm.saliency", "agm.metrics"),
-    3: ("agm.distributed", "agm.checkpoint"),
+    3: ("agm.distributed", "agm.checkpoint", "agm.run_state"),
     4: ("agm.trainer_base", "agm.weightings", "agm.agm_trainer", "agm.action_matching_trainer", "agm.train",
         "agm.accelerate", "agm.peaks", "agm.perf", "agm.sampling"),
     5: ("agm.model_file",),

@@ -142,8 +142,8 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperRun]:
     sh(["git", "commit", "-qm", "paper profile, tiny sizes"], repo, env)
     repro = run(["dvc", "repro"], repo, env)
     yield PaperRun(repo, paper, params, images, image_folder, weights, env, network_log, repro)
-    # ~4 GB of 45M-parameter checkpoints, snapshots and their DVC cache copies; pytest keeps the last 3 temp roots
-    for heavy in ("checkpoints", "runs", ".dvc/cache"):
+    # ~4 GB of 45M-parameter resume state, snapshots and their DVC cache copies; pytest keeps the last 3 temp roots
+    for heavy in (".agm_state", "runs", ".dvc/cache"):
         shutil.rmtree(repo / heavy, ignore_errors=True)
 
 

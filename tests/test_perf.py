@@ -252,7 +252,7 @@ def test_timer_leaves_out_the_warm_up_calls():
 
 def _tiny_params(tmp_path: Path) -> Path:
     params = yaml.safe_load((ROOT / "tests" / "tiny_params.yaml").read_text())
-    params["train"]["device"] = "cpu"
+    params["execution"]["device"] = "cpu"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

@@ -2,10 +2,10 @@
 
 Checks what a user relies on: `dvc repro` with two seeds produces every metric, plot and figure, and
 the report shows mean ± 95% intervals equal to those of the metrics files; a second `dvc repro` runs
-nothing; switching the controls on runs only the new stages and adds them to the report; `dvc exp run
--S lambda=0.0` re-runs only the AGM branch and `dvc metrics diff` shows the changed AGM numbers;
-`train.nproc: 2` runs train, sample and steps as two gloo processes with the one-process results, and
-two torchrun "nodes" on 127.0.0.1 train a train stage as one process does.
+nothing but the `source` check; switching the controls on runs only the new stages and adds them to the
+report; `dvc exp run -S lambda=0.0` re-runs only the AGM branch and `dvc metrics diff` shows the changed AGM
+numbers; `execution.nproc: 2` runs train, sample and steps as two gloo processes with the one-process
+results, and two torchrun "nodes" on 127.0.0.1 train a train stage as one process does.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ CONTROLS = ("no_detach", "time_only", "action_matching")
 pytestmark = pytest.mark.slow
 
 
-def sh(cmd: list[str], cwd: Path) -> str:
+def sh(cmd: list[str], cwd: Path, **extra_env: str) -> str:
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
-           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com"}
+           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com", **extra_env}
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res.stdout + res.stderr
@@ -109,7 +109,7 @@ def test_report_shows_mean_and_interval_over_seeds(repo: Path) -> None:
 
 def test_second_repro_runs_nothing(repo: Path) -> None:
     out = sh(["dvc", "repro"], repo)
-    assert "Running stage" not in out
+    assert ran_stages(out) == {"source"}, out  # the one stage that always runs: it hashes the data source
 
 
 def test_controls_run_only_new_stages_and_join_the_report(repo: Path) -> None:
@@ -117,7 +117,7 @@ def test_controls_run_only_new_stages_and_join_the_report(repo: Path) -> None:
     ran = ran_stages(out)
     new = {f"{kind}@{c}-{s}" for kind in ("train_control", "sample_control", "evaluate_control")
            for c in CONTROLS for s in SEEDS}
-    assert ran == new | {"report"}, out
+    assert ran == new | {"report", "source"}, out
     md = (repo / "reports" / "report.md").read_text()
     for control in CONTROLS:
         cells = table_row(md, control)
@@ -132,7 +132,7 @@ def test_ablation_reruns_only_the_agm_branch(repo: Path) -> None:
     out = sh(["dvc", "exp", "run", "-S", "lambda=0.0", "-S", "controls=[]"], repo)
     ran = ran_stages(out)
     agm_branch = {f"{kind}@{s}" for kind in ("train_agm",) for s in SEEDS} | {
-        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps") for s in SEEDS} | {"report"}
+        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps") for s in SEEDS} | {"report", "source"}
     # downstream AGM stages may be skipped when their inputs hash the same (tiny runs); the baseline never runs
     assert {"train_agm@0", "sample@agm-0"} <= ran <= agm_branch, out
     changed = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo))
@@ -164,12 +164,12 @@ def test_sweep_gathers_lambda_from_experiments(repo: Path) -> None:
         im.verify()
 
 
-# ---- several processes: train.nproc inside dvc repro, and two "nodes" on the loopback ----------------------
+# ---- several processes: execution.nproc inside dvc repro, and two "nodes" on the loopback ------------------
 
 def test_sample_stage_on_two_processes_writes_the_single_process_images(repo: Path, tmp_path: Path) -> None:
     """Every batch has its own seed, so sharing the batches between two gloo processes changes no pixel."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["nproc"] = 2
+    params["execution"]["nproc"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = sh(["python", "-m", "stages.sample", "--params", str(tmp_path / "params.yaml"), "--seed", "1",
               "--model", "runs/baseline/s1/model.pt", "--out", str(tmp_path / "samples")], repo)
@@ -179,13 +179,16 @@ def test_sample_stage_on_two_processes_writes_the_single_process_images(repo: Pa
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["grid.npy", "grid.png", "samples.npy"]
 
 
-def test_repro_with_two_processes_matches_one_process(repo: Path) -> None:
-    """`dvc exp run -S train.nproc=2`: train, sample and steps run as two gloo processes inside the pipeline
-    and give the one-process results up to float reduction order."""
+def test_repro_with_two_processes_matches_one_process(repo: Path, tmp_path: Path) -> None:
+    """`dvc exp run -f -S execution.nproc=2` with an empty state folder: train, sample and steps run as two gloo
+    processes inside the pipeline and give the one-process results up to float reduction order. (Without -f
+    nothing runs: execution.nproc is a param of no stage. Without the empty state folder the train stages
+    would find their finished one-process state: the process count is not part of a run's identity.)"""
     one = {m: read_metrics(repo, m) for m in ("baseline", "agm")}
     live_one = {m: json.loads((repo / "live" / m / "s0" / "metrics.json").read_text()) for m in ("baseline", "agm")}
     samples_one = np.load(repo / "samples" / "agm" / "s0" / "samples.npy")
-    out = sh(["dvc", "exp", "run", "-S", "train.nproc=2"], repo)
+    assert ran_stages(sh(["dvc", "exp", "run", "-S", "execution.nproc=2"], repo)) == {"source"}
+    out = sh(["dvc", "exp", "run", "-f", "-S", "execution.nproc=2"], repo, AGM_STATE_DIR=str(tmp_path / "state"))
     assert {"train_baseline@0", "train_agm@1", "sample@agm-0", "steps@baseline-1"} <= ran_stages(out), out
     assert out.count("--nproc_per_node=2") >= 4 * len(SEEDS)  # train and sample, both models, every seed
     for m in ("baseline", "agm"):
@@ -204,14 +207,16 @@ def test_two_nodes_on_the_loopback_train_the_one_process_model(repo: Path, tmp_p
     and train a train stage; the model equals one process's up to float reduction order."""
     def stage_args(name: str) -> list[str]:
         return ["-m", "stages.train", "--params", "params.yaml", "--variant", "agm", "--seed", "0",
-                "--data", "data/prepared/train.npz", "--checkpoints", str(tmp_path / name / "ckpt"),
-                "--out", str(tmp_path / name / "run"), "--live", str(tmp_path / name / "live")]
+                "--data", "data/prepared/train.npz", "--out", str(tmp_path / name / "run"),
+                "--live", str(tmp_path / name / "live")]
 
-    sh(["python", *stage_args("one")], repo)
+    # each its own state folder: the process count is not in the identity, so they would share one
+    sh(["python", *stage_args("one")], repo, AGM_STATE_DIR=str(tmp_path / "one" / "state"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1",
+           "AGM_STATE_DIR": str(tmp_path / "two" / "state")}
     node = ["torchrun", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
             f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=loopback", *stage_args("two")]
     nodes = [subprocess.Popen(node, cwd=repo, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -93,3 +93,46 @@ def test_code_digest_changes_with_any_file_of_the_closure_only(tmp_path: Path) -
 def test_unknown_module_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a module"):
         import_closure("stages.nothing", _project(tmp_path))
+
+
+# --- params by key, no execution param, nothing DVC cannot run-cache ---------------------------------------
+
+def _params(name: str) -> list[str]:
+    return [p for p in STAGES[name].get("params", []) if isinstance(p, str)]
+
+
+def test_every_declared_param_is_a_key_of_params_yaml() -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name in STAGES:
+        for key in _params(name):
+            node = raw
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"stage {name} declares {key}, not in params.yaml"
+                node = node[part]
+
+
+def test_no_stage_declares_an_execution_param() -> None:
+    for name in STAGES:
+        assert not [p for p in _params(name) if p.split(".")[0] == "execution"], name
+
+
+def test_stages_declare_only_the_keys_they_read() -> None:
+    assert not {"eval", "eval.feature_net_epochs", "eval.feature_net_lr", "eval.snapshot_samples"} & \
+        set(_params("evaluate"))
+    assert not {"sample", "sample.grid_nfe", "sample.grid_size", "sample.num_samples", "eval"} & set(_params("steps"))
+    assert "eval.snapshot_samples" not in _params("features")
+
+
+def test_the_report_declares_every_key_that_changes_a_result() -> None:
+    from agm.config import RESULT_KEYS
+
+    assert set(_params("report")) == set(RESULT_KEYS)
+
+
+def test_outputs_can_be_run_cached_and_training_depends_on_its_libraries() -> None:
+    for name, stage in STAGES.items():
+        for out in [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]:
+            assert not (isinstance(out, dict) and any(o.get("persist") for o in out.values())), name
+    for name in ("train_baseline", "train_agm", "train_control"):
+        assert "requirements.txt" in STAGES[name]["deps"], name
+    assert STAGES["source"]["always_changed"] and "data/source.json" in STAGES["prepare"]["deps"]

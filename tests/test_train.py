@@ -14,7 +14,7 @@ from helpers import HYPER, B, agm_trainer, state_equal, without_timing
 from torch import nn
 
 from agm.agm_trainer import AGMTrainer
-from agm.checkpoint import LATEST, load_checkpoint
+from agm.checkpoint import LATEST, CheckpointMismatchError, load_checkpoint
 from agm.train import NonFiniteLossError, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,33 +79,27 @@ def test_resume_in_process_is_bitwise(tmp_path, make_unet, make_potential, toy_d
             assert state_equal(a, b), key
 
 
-def test_a_changed_config_trains_from_step_zero_and_drops_the_old_files(
-        tmp_path, make_unet, make_potential, toy_data, capsys):
+def test_a_folder_of_another_run_is_refused_and_left_as_it_is(tmp_path, make_unet, make_potential, toy_data):
     _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=4, snapshot_every=2)
-    assert (tmp_path / "ema_00000004.pt").exists()
-    trainer = _trainer(make_unet, make_potential)
-    result = _train(trainer, toy_data, tmp_path, steps=3, config={"run": "other", "code": "edited"})
-    assert result.resumed_from == 0 and [r["step"] for r in result.history] == [2, 3]
-    assert "differs in: code, run" in capsys.readouterr().out
-    assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST]  # the other run's snapshots are gone
-    assert load_checkpoint(tmp_path / LATEST)["config"] == {"run": "other", "code": "edited"}
-    fresh = _trainer(make_unet, make_potential)
-    _train(fresh, toy_data, tmp_path / "fresh", steps=3, config={"run": "other", "code": "edited"})
-    for key in ("f", "ema", "V"):
-        assert state_equal(trainer.state_dict()[key], fresh.state_dict()[key]), key
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(CheckpointMismatchError, match=r"belongs to another run \(differs in: code, run\)"):
+        _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=4, config={"run": "other", "code": "x"})
+    with pytest.raises(CheckpointMismatchError, match="past the 3 steps"):
+        _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=3)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-def test_fewer_steps_than_a_finished_checkpoint_never_return_the_longer_model(
-        tmp_path, make_unet, make_potential, toy_data):
-    _train(_trainer(make_unet, make_potential), toy_data, tmp_path / "run", steps=6)
-    short = _trainer(make_unet, make_potential)
-    result = _train(short, toy_data, tmp_path / "run", steps=3)
-    assert result.step == 3 and result.resumed_from == 0
-    assert load_checkpoint(tmp_path / "run" / LATEST)["step"] == 3
-    fresh = _trainer(make_unet, make_potential)
-    _train(fresh, toy_data, tmp_path / "fresh", steps=3)
+def test_a_resume_under_another_cadence_is_bitwise(tmp_path, make_unet, make_potential, toy_data):
+    """checkpoint_every and log_every say when the loop writes and reads, not what it computes."""
+    whole = _trainer(make_unet, make_potential)
+    _train(whole, toy_data, tmp_path / "whole", steps=9, checkpoint_every=3, log_every=2)
+    _train(_trainer(make_unet, make_potential), toy_data, tmp_path / "split", steps=5, checkpoint_every=3,
+           log_every=2)
+    resumed = _trainer(make_unet, make_potential)
+    result = _train(resumed, toy_data, tmp_path / "split", steps=9, checkpoint_every=4, log_every=1)
+    assert result.resumed_from == 5
     for key in ("f", "ema", "V"):
-        assert state_equal(short.state_dict()[key], fresh.state_dict()[key]), key
+        assert state_equal(whole.state_dict()[key], resumed.state_dict()[key]), key
 
 
 def test_snapshots_hold_the_ema(tmp_path, make_unet, make_potential, toy_data):
@@ -114,6 +108,33 @@ def test_snapshots_hold_the_ema(tmp_path, make_unet, make_potential, toy_data):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ema_00000004.pt", LATEST]
     snap = load_checkpoint(tmp_path / "ema_00000004.pt", {"run": "tiny"})
     assert snap["step"] == 4 and set(snap["ema"]) == set(trainer.ema.model.state_dict())
+
+
+def test_a_kill_between_the_snapshot_and_the_checkpoint_of_one_step_loses_no_snapshot(
+        tmp_path, make_unet, make_potential, toy_data, monkeypatch):
+    """At a step that is both a snapshot and a checkpoint step, the process dies after the first of the two
+    writes; the resumed run must still end with every snapshot."""
+    import agm.train
+
+    save, writes = agm.train.save_checkpoint, []
+
+    def dies_at_the_second_write_of_step_4(path, state):
+        writes.append(state["step"])
+        if writes.count(4) == 2:
+            raise KeyboardInterrupt  # stands for SIGKILL between the two files
+        save(path, state)
+
+    monkeypatch.setattr(agm.train, "save_checkpoint", dies_at_the_second_write_of_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=6, checkpoint_every=2,
+               snapshot_every=4)
+    monkeypatch.setattr(agm.train, "save_checkpoint", save)
+    _train(_trainer(make_unet, make_potential), toy_data, tmp_path, steps=6, checkpoint_every=2, snapshot_every=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ema_00000004.pt", LATEST]
+    whole = _trainer(make_unet, make_potential)
+    _train(whole, toy_data, tmp_path / "whole", steps=6, checkpoint_every=2, snapshot_every=4)
+    a, b = (load_checkpoint(d / "ema_00000004.pt") for d in (tmp_path, tmp_path / "whole"))
+    assert state_equal(a["ema"], b["ema"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -143,6 +164,44 @@ def test_nan_drift_loss_stops_training_and_keeps_the_last_good_checkpoint(
     for key in ("f", "ema", "V"):
         assert all(torch.isfinite(v).all() for v in state["trainer"][key].values()), key
     assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST]
+
+
+class _InfGradient(torch.autograd.Function):
+    """The identity forward; an infinite gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("inf")
+
+
+class InfGradientAt(nn.Module):
+    """Wraps a network; its ``bad_call``-th forward is unchanged but sends an infinite gradient back."""
+
+    def __init__(self, inner: nn.Module, bad_call: int) -> None:
+        super().__init__()
+        self.inner, self.bad_call, self.calls = inner, bad_call, 0
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = self.inner(*args)
+        return _InfGradient.apply(out) if self.calls == self.bad_call else out
+
+
+def test_an_infinite_gradient_with_a_finite_loss_never_reaches_a_checkpoint(
+        tmp_path, make_unet, make_potential, toy_data):
+    """Step 4's loss is finite but its gradient is not: clipping and AdamW turn f's weights into NaN in that
+    same step, which the step's statistics (computed before the update) cannot show."""
+    trainer = agm_trainer(InfGradientAt(make_unet(), bad_call=4), make_potential(), lam=0.5, **HYPER)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite weights or optimiser state after step 4\b"):
+        _train(trainer, toy_data, tmp_path, steps=20, checkpoint_every=2, log_every=100)
+    state = load_checkpoint(tmp_path / LATEST, {"run": "tiny"})
+    assert state["step"] == 2
+    for key in ("f", "ema", "V"):
+        assert all(torch.isfinite(v).all() for v in state["trainer"][key].values()), key
 
 
 def test_nan_potential_loss_is_named(tmp_path, make_unet, make_potential, toy_data):

@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from agm.config import CONTROLS, load_params
+from agm.config import CONTROLS, ExecutionParams, TrainParams, load_params
 from agm.time_weighting import TimeWeightTable
-from agm.variants import VARIANTS, build_run
+from agm.variants import VARIANTS, build_run, run_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -56,3 +56,20 @@ def test_the_same_seed_builds_the_same_networks():
     a, b = (build_run(params, "agm", 3, 1, 16, torch.device("cpu")) for _ in range(2))
     for m, n in ((a.trainer.f, b.trainer.f), (a.trainer.V, b.trainer.V)):
         assert all(torch.equal(p, q) for p, q in zip(m.parameters(), n.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_identity_is_the_built_config_and_holds_what_changes_the_result_only(variant):
+    params = load_params(ROOT / "tests" / "tiny_params.yaml", VARIANTS[variant].sections)
+    table = TimeWeightTable(weights=(0.5, 1.5), counts=(10.0, 10.0)) if VARIANTS[variant].needs_time_table \
+        else None
+    identity = run_identity(params, variant, 0, 1, 16, "cpu", table)
+    assert identity == build_run(params, variant, 0, 1, 16, torch.device("cpu"), table).config
+    assert set(identity["train"]) == {f.name for f in dataclasses.fields(TrainParams)}
+    assert identity["device"] == "cpu" and identity["variant"] == variant
+    execution = {f.name for f in dataclasses.fields(ExecutionParams)} - {"device"}
+    assert not execution & set(_keys(identity)), "an execution key in the identity"
+
+
+def _keys(tree: dict) -> list[str]:
+    return [k for key, value in tree.items() for k in ([key] + (_keys(value) if isinstance(value, dict) else []))]
