@@ -36,9 +36,11 @@ import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -418,9 +420,9 @@ def section_stages(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     overrides = {**PAPER_TINY_SIZES, "data.source": "folder", "data.name": "", "data.path": str(inputs / "images"),
                  "eval.inception_weights": str(weights), "train.amp": "none" if args.dry_run else "bf16"}
     if args.dry_run:
-        overrides |= {f"{s}.device": "cpu" for s in ("train", "sample", "eval")}
+        overrides |= {"execution.device": "cpu"}
     write_params(read_params(PAPER), work / "params.yaml", overrides)
-    names = ["prepare", "features", "train_baseline@0", "train_agm@0", "sample@baseline-0", "sample@agm-0",
+    names = ["source", "prepare", "features", "train_baseline@0", "train_agm@0", "sample@baseline-0", "sample@agm-0",
              "evaluate@baseline-0", "evaluate@agm-0"]
     records = run_stages(names, work, on_stage=lambda recs: write_part(args, {"stages": recs, "passed": False}))
     out: dict[str, Any] = {"stages": records, "overrides": overrides,
@@ -458,15 +460,15 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     wave = 1 if args.dry_run else max(1, 12 // len(arms))
     overrides: dict[str, Any] = {"sample.num_samples": 10_000}
     if args.dry_run:
-        overrides = {"train.steps": 4, "train.batch_size": 32, "train.log_every": 2, "train.checkpoint_every": 2,
-                     "train.snapshot_every": 0, "sample.num_samples": 64, "sample.batch_size": 64,
-                     "sample.nfe": 2, "sample.grid_nfe": 2, "sample.grid_size": 4, "eval.feature_net_epochs": 1,
-                     **{f"{s}.device": "cpu" for s in ("train", "sample", "eval")}}
+        overrides = {"train.steps": 4, "train.batch_size": 32, "execution.log_every": 2,
+                     "execution.checkpoint_every": 2, "train.snapshot_every": 0, "sample.num_samples": 64,
+                     "sample.batch_size": 64, "sample.nfe": 2, "sample.grid_nfe": 2, "sample.grid_size": 4,
+                     "eval.feature_net_epochs": 1, "execution.device": "cpu"}
     base = read_params(DEFAULT)
     setup_dir = tmp / "extra_seeds"
     setup_dir.mkdir()
     write_params(base, setup_dir / "params.yaml", overrides)
-    setup = run_stages(["prepare", "features"], setup_dir, "extra_seeds ")
+    setup = run_stages(["source", "prepare", "features"], setup_dir, "extra_seeds ")
     out: dict[str, Any] = {"first_seed": first_seed, "arms": list(arms), "overrides": overrides, "setup": setup,
                            "rows": [], "failures": [], "cut_by_budget": []}
     if any(r["returncode"] for r in setup):
@@ -631,6 +633,15 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _echo(stream: Any, log: Any) -> None:
+    """Copy a section's output to this process's stdout (indented) and to the log, line by line."""
+    for line in stream:
+        sys.stdout.write(f"  {line}")
+        sys.stdout.flush()
+        log.write(line)
+        log.flush()
+
+
 def drive(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -670,21 +681,19 @@ def drive(args: argparse.Namespace) -> int:
             log.flush()
             print(f"gpu_check: {name} (cap {cap:.0f} s)", flush=True)
             t0 = time.monotonic()
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_root)
+            # a session of its own, so a kill at the cap also ends the stage processes the section started
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_root,
+                                    start_new_session=True)
+            echo = threading.Thread(target=_echo, args=(proc.stdout, log), daemon=True)  # output as it comes
+            echo.start()
             status = "ok"
             try:
-                assert proc.stdout is not None
-                for line in proc.stdout:  # echoed and logged as it comes
-                    sys.stdout.write(f"  {line}")
-                    log.write(line)
-                    log.flush()
-                    if time.monotonic() - t0 > cap:
-                        raise subprocess.TimeoutExpired(cmd, cap)
-                proc.wait(timeout=max(cap - (time.monotonic() - t0), 1))
+                proc.wait(timeout=cap)  # the cap holds even while the section prints nothing
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 status = "timeout"
+            echo.join(timeout=5)
             rec: dict[str, Any] = {"status": status, "seconds": time.monotonic() - t0}
             if part.exists():
                 payload = json.loads(part.read_text())
