@@ -140,17 +140,17 @@ suite runs on (float32 against float64 on the same inputs); comparisons that nee
 2·γ_N·κ stays far below the effect of a real error (a sample mixed into another's result moves it by O(1))."""
 
 
-def accumulation_terms(module: nn.Module, *inputs: torch.Tensor) -> int:
-    """N for :func:`reordered_tol`: the summed length of every sum one forward and one backward pass of
-    ``module`` on ``inputs`` computes, read from its layers' shapes (forward hooks on one forward pass):
+def accumulation_terms(module: nn.Module, *inputs: torch.Tensor, backward: bool = True) -> int:
+    """N for :func:`reordered_tol`: the summed length of every sum one forward pass (and, by default, one
+    backward pass) of ``module`` on ``inputs`` computes, read from its layers' shapes by forward hooks:
 
-    - Conv2d: a forward output sums in/groups·k·k products; an input gradient out/groups·k·k; a weight
-      gradient batch·H_out·W_out.
-    - Linear: in_features; out_features; the number of rows.
-    - GroupNorm: its mean and variance over a group (C/G·H·W), and their gradients: 4 sums of that length.
+    - Conv2d: a forward output sums in/groups·k·k products; backward, an input gradient out/groups·k·k and a
+      weight gradient batch·H_out·W_out.
+    - Linear: in_features; backward, out_features and the number of rows.
+    - GroupNorm: its mean and variance over a group (C/G·H·W); backward, their gradients.
     - AdaptiveAvgPool2d: the pooled window, forward and backward.
-    - agm.nets.unet.SelfAttention (its scaled_dot_product_attention is not a module): per position, QKᵀ over
-      the head dimension d and PV over the H·W positions, forward; dS, dV, dQ, dK backward.
+    - agm.nets.unet.SelfAttention (its scaled_dot_product_attention is not a module): QKᵀ over the head
+      dimension d and PV over the H·W positions; backward, dS, dV, dQ and dK.
 
     Element-wise layers sum nothing. A path through the computation sums at most all of these.
     """
@@ -163,16 +163,18 @@ def accumulation_terms(module: nn.Module, *inputs: torch.Tensor) -> int:
         x = args[0]
         if isinstance(m, nn.Conv2d):
             taps = m.kernel_size[0] * m.kernel_size[1]
-            terms += (m.in_channels + m.out_channels) // m.groups * taps + x.shape[0] * out.shape[-2] * out.shape[-1]
+            terms += m.in_channels // m.groups * taps
+            if backward:
+                terms += m.out_channels // m.groups * taps + x.shape[0] * out.shape[-2] * out.shape[-1]
         elif isinstance(m, nn.Linear):
-            terms += m.in_features + m.out_features + x.numel() // m.in_features
+            terms += m.in_features + (m.out_features + x.numel() // m.in_features if backward else 0)
         elif isinstance(m, nn.GroupNorm):
-            terms += 4 * (x[0].numel() // m.num_groups)
+            terms += (4 if backward else 2) * (x[0].numel() // m.num_groups)
         elif isinstance(m, nn.AdaptiveAvgPool2d):
-            terms += 2 * (x.shape[-2] * x.shape[-1]) // (out.shape[-2] * out.shape[-1])
+            terms += (2 if backward else 1) * (x.shape[-2] * x.shape[-1]) // (out.shape[-2] * out.shape[-1])
         elif isinstance(m, SelfAttention):
             d, length = x.shape[1] // m.heads, x.shape[-2] * x.shape[-1]
-            terms += 2 * (d + length) + 4 * max(d, length)
+            terms += d + length + (d + length + 4 * max(d, length) if backward else 0)
 
     handles = [m.register_forward_hook(count) for m in module.modules()]
     try:
@@ -199,6 +201,19 @@ def after_adam_tol(dtype: torch.dtype, *, terms: int, lr: float, steps: int, eps
     in float64, where the bound stays below 1e-6 and a real error (a missing or doubled step) is ~lr.
     """
     return steps * (lr / eps) * reordered_tol(dtype, terms=terms, scale=grad_scale)
+
+
+def adam_reach(*, lr: float, betas: tuple[float, float], steps: int) -> float:
+    """How far apart two AdamW runs (no weight decay) from the same weights can be, per parameter and
+    whatever their gradients, after ``steps`` steps: 2·steps·lr·(1 − β₁)/√(1 − β₂) when 1 − β₁ > √(1 − β₂),
+    else 2·steps·lr (each bias-corrected step is at most that, Kingma & Ba 2015, §2.1); an EMA of either,
+    a convex combination, stays within it. For float32 runs that sum in other orders, where
+    :func:`after_adam_tol` exceeds the weights themselves: a weak bound, but one that holds on any CPU and
+    still tells a run of other data, seed or step count (their weights differ by their initialisation's
+    scale) from the same run."""
+    b1, b2 = betas
+    per_step = lr * (1 - b1) / (1 - b2) ** 0.5 if 1 - b1 > (1 - b2) ** 0.5 else lr
+    return 2 * steps * per_step
 
 
 def float32_of_float64_tol(*, float32_terms: int, scale: float, net_terms: int = 0, condition: float = 1.0) -> float:
