@@ -10,6 +10,7 @@ L_f's gradient flows through the weights (the no-stop-gradient ablation, Eq. 12)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -101,16 +102,26 @@ class TimeTableWeights:
         return time_weights(gather(t), self.table.to(t.device))
 
 
+def stream_seed(seed: int, name: str) -> int:
+    """A generator seed for the random stream ``name`` of training seed ``seed``: the first 63 bits of
+    sha256(f"{seed}/{name}"). Streams of different names (or seeds) are independent of each other and of
+    ``torch.Generator().manual_seed(seed)``, which draws the batches."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 class ShuffledWeights:
     """The shuffled-weights control: AGM's weights, randomly permuted across the global batch.
 
     The same multiset of weights at every step, with no link between a weight and its sample: if AGM matches
     this control, the information in V's weights is not what helps. The permutation comes from its own
-    generator (seeded, and checkpointed through ``state_dict``), the same on every process.
+    generator (checkpointed through ``state_dict``), the same on every process, seeded with
+    :func:`stream_seed` ``(seed, "shuffled")``: not the training seed itself, which seeds the batch draws, so
+    the permutations are not a copy of the batch stream.
 
     Args:
         inner: the weighting whose weights are shuffled (``PotentialWeights`` with the stop-gradient).
-        seed: seeds the permutations.
+        seed: the training seed the permutation stream is derived from.
     """
 
     differentiable = False
@@ -119,7 +130,7 @@ class ShuffledWeights:
         if inner.differentiable:
             raise ValueError("shuffled weights carry no gradient: shuffle weights with the stop-gradient")
         self.inner, self.clamp = inner, inner.clamp
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(stream_seed(seed, "shuffled"))
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         w = self.inner(x_t, t)

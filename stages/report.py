@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 from agm.config import RESULT_KEYS, load_params
 from agm.data import load_image_set
 from agm.io import atomic_dir
+from agm.provenance import code_digest, path_digest
 from agm.report.build import build_report, load_json, load_optional, read_live_curves
 from agm.report.sections import RunOutputs
 from agm.time_weighting import TimeWeightTable
@@ -33,7 +33,9 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(args.params, RESULT_KEYS)  # what changes a result: the report prints it all
     models, seeds = ["baseline", "agm", *params.controls], list(params.seeds)
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    inputs = (args.params, args.real, args.runs, args.live, args.samples, args.metrics, args.steps)
+    provenance = {"code (stages.report)": code_digest("stages.report"),
+                  **{p: path_digest(p) if Path(p).exists() else "missing" for p in inputs}}
     runs, live, samples = Path(args.runs), Path(args.live), Path(args.samples)
     metrics_dir, steps_dir = Path(args.metrics), Path(args.steps)
     first = f"s{seeds[0]}"
@@ -56,7 +58,7 @@ def main() -> None:
     if missing:
         print(f"report: missing, shown as n/a: {', '.join(missing)}", file=sys.stderr)
     with atomic_dir(args.out) as out:
-        files = build_report(out_dir=out, params=params, outputs=outputs, git_rev=rev or "unknown",
+        files = build_report(out_dir=out, params=params, outputs=outputs, provenance=provenance,
                              profile=params.profile)
     print(f"report: {Path(args.out) / files.markdown.name}, {Path(args.out) / files.html.name}")
 

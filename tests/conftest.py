@@ -27,6 +27,16 @@ def one_thread():
 
 
 @pytest.fixture
+def float64():
+    """float64 as torch's default dtype for one test: networks, noise and batches are built in it. For
+    comparisons of two summation orders whose bound (tests/helpers.py) float32 cannot keep meaningful."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
 def tiny_unet_kwargs() -> dict:
     """Constructor arguments of the tiny DriftUNet."""
     return dict(TINY_UNET)

@@ -95,3 +95,144 @@ def copy_pipeline(dst: Path) -> None:
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp"))
         else:
             shutil.copy2(src, dst / name)
+
+
+# ---- tolerances: from the computation, not from one CPU's rounding -------------------------------------------
+#
+# Two evaluations of one computation that differ only in the order of their sums (another batch size or split
+# across processes, SIMD width, blocking, memory layout, compiled against eager code) land apart by an amount
+# the dtype and the computation bound, whatever the CPU. The suite was once tuned on one CPU's observed error
+# and failed on another's (a saliency map, 1.35e-6 against atol 1e-6). Byte equality is claimed only where
+# the two results come from the same operations on the same shapes in one process.
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """u: the largest relative error of one rounded operation in ``dtype`` (float32 2^-24 ≈ 6.0e-8,
+    float64 2^-53 ≈ 1.1e-16): half the machine epsilon."""
+    return torch.finfo(dtype).eps / 2
+
+
+def reordered_tol(dtype: torch.dtype, *, terms: int, scale: float, condition: float = 1.0) -> float:
+    """An absolute bound on how far two evaluations of one float computation in ``dtype`` may land apart
+    when they differ only in the order of their sums: 2·γ_N·κ·S, γ_N = N·u / (1 − N·u).
+
+    Derivation. A sum of n terms evaluated in any order is within γ_{n−1}·Σ|x_i| of the exact sum (Higham,
+    Accuracy and Stability of Numerical Algorithms, 2nd ed., 2002, §4.2; fused multiply-adds, pairwise and
+    blocked orders only lower it). In a composition of such sums (a network's forward and backward pass,
+    the steps of an optimiser) each stage's rounding reaches the result multiplied by the condition of the
+    stages after it, so to first order the result is within γ_N·κ·S of the exact one, where
+    ``terms`` N ≥ the summed accumulation lengths along the computation (:func:`accumulation_terms`),
+    ``condition`` κ ≥ the largest amplification of a relative error by what follows it, and
+    ``scale`` S ≥ the size of the compared values (Σ|x_i| for a single sum). Two evaluations, each that
+    close to the exact result, are within twice that of each other.
+    """
+    nu = terms * unit_roundoff(dtype)
+    if nu >= 0.5:
+        raise ValueError(f"{terms} terms in {dtype}: γ_N = N·u/(1 − N·u) is no bound here (N·u = {nu:.3g})")
+    return 2 * nu / (1 - nu) * condition * scale
+
+
+NET_CONDITION = 1e3
+"""κ assumed for the tests' small networks (forward and backward): GroupNorm divides by a group's standard
+deviation, which for a group of two 1×1 values (the potential's last layer at 8×8) can be small, so the
+condition is not 1. ``tests/test_nets.py::test_net_condition_bound_holds`` measures it on every CPU the
+suite runs on (float32 against float64 on the same inputs); comparisons that need it run in float64, where
+2·γ_N·κ stays far below the effect of a real error (a sample mixed into another's result moves it by O(1))."""
+
+
+def accumulation_terms(module: nn.Module, *inputs: torch.Tensor, backward: bool = True) -> int:
+    """N for :func:`reordered_tol`: the summed length of every sum one forward pass (and, by default, one
+    backward pass) of ``module`` on ``inputs`` computes, read from its layers' shapes by forward hooks:
+
+    - Conv2d: a forward output sums in/groups·k·k products; backward, an input gradient out/groups·k·k and a
+      weight gradient batch·H_out·W_out.
+    - Linear: in_features; backward, out_features and the number of rows.
+    - GroupNorm: its mean and variance over a group (C/G·H·W); backward, their gradients.
+    - AdaptiveAvgPool2d: the pooled window, forward and backward.
+    - agm.nets.unet.SelfAttention (its scaled_dot_product_attention is not a module): QKᵀ over the head
+      dimension d and PV over the H·W positions; backward, dS, dV, dQ and dK.
+
+    Element-wise layers sum nothing. A path through the computation sums at most all of these.
+    """
+    from agm.nets.unet import SelfAttention
+
+    terms = 0
+
+    def count(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        nonlocal terms
+        x = args[0]
+        if isinstance(m, nn.Conv2d):
+            taps = m.kernel_size[0] * m.kernel_size[1]
+            terms += m.in_channels // m.groups * taps
+            if backward:
+                terms += m.out_channels // m.groups * taps + x.shape[0] * out.shape[-2] * out.shape[-1]
+        elif isinstance(m, nn.Linear):
+            terms += m.in_features + (m.out_features + x.numel() // m.in_features if backward else 0)
+        elif isinstance(m, nn.GroupNorm):
+            terms += (4 if backward else 2) * (x[0].numel() // m.num_groups)
+        elif isinstance(m, nn.AdaptiveAvgPool2d):
+            terms += (2 if backward else 1) * (x.shape[-2] * x.shape[-1]) // (out.shape[-2] * out.shape[-1])
+        elif isinstance(m, SelfAttention):
+            d, length = x.shape[1] // m.heads, x.shape[-2] * x.shape[-1]
+            terms += d + length + (d + length + 4 * max(d, length) if backward else 0)
+
+    handles = [m.register_forward_hook(count) for m in module.modules()]
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return terms
+
+
+def after_adam_tol(dtype: torch.dtype, *, terms: int, lr: float, steps: int, eps: float = 1e-8,
+                   grad_scale: float = 1.0) -> float:
+    """An absolute bound on how far the parameters of two runs may land apart after ``steps`` (clipped)
+    AdamW steps whose gradients differ only in summation order: steps·(lr/ε)·reordered_tol(dtype, terms, 1).
+
+    Derivation. AdamW moves a parameter by lr·m̂/(√v̂ + ε): the derivative of g/(|g| + ε) in g is at most 1/ε,
+    and m̂, v̂ are running averages of the same gradients, so a gradient that differs by δ moves the step by at
+    most (lr/ε)·δ, where δ ≤ reordered_tol(dtype, terms, grad_scale) for gradients of size ≤ grad_scale (the
+    trainers clip them to norm 1). Over k steps the differences add (to first order: their feedback into
+    later gradients is k·lr times the loss's curvature, ≪ 1 for a few steps at lr ≤ 1e-3). The gradient clip
+    and the EMA are Lipschitz with constant 1. In float32, lr/ε = 1e5 times N·u exceeds the parameters
+    themselves: a near-zero gradient whose sign flips moves its weight by a whole step. Such comparisons run
+    in float64, where the bound stays below 1e-6 and a real error (a missing or doubled step) is ~lr.
+    """
+    return steps * (lr / eps) * reordered_tol(dtype, terms=terms, scale=grad_scale)
+
+
+def adam_reach(*, lr: float, betas: tuple[float, float], steps: int) -> float:
+    """How far apart two AdamW runs (no weight decay) from the same weights can be, per parameter and
+    whatever their gradients, after ``steps`` steps: 2·steps·lr·(1 − β₁)/√(1 − β₂) when 1 − β₁ > √(1 − β₂),
+    else 2·steps·lr (each bias-corrected step is at most that, Kingma & Ba 2015, §2.1); an EMA of either,
+    a convex combination, stays within it. For float32 runs that sum in other orders, where
+    :func:`after_adam_tol` exceeds the weights themselves: a weak bound, but one that holds on any CPU and
+    still tells a run of other data, seed or step count (their weights differ by their initialisation's
+    scale) from the same run."""
+    b1, b2 = betas
+    per_step = lr * (1 - b1) / (1 - b2) ** 0.5 if 1 - b1 > (1 - b2) ** 0.5 else lr
+    return 2 * steps * per_step
+
+
+def float32_of_float64_tol(*, float32_terms: int, scale: float, net_terms: int = 0, condition: float = 1.0) -> float:
+    """:func:`reordered_tol` for a float32 quantity computed from float64 networks (agm.losses and the
+    weightings cast their inputs to float32, for autocast): the networks' own float64 bound (``net_terms``,
+    :data:`NET_CONDITION`), plus one float32 rounding of the cast and the ``float32_terms`` of the float32
+    sums after it (``condition`` theirs, e.g. centring before a standard deviation). Two float64 values that
+    differ below float32's resolution round to the same float32 value, or, across a rounding boundary, to
+    neighbours one rounding apart: the cast's term covers that."""
+    return (reordered_tol(torch.float64, terms=max(net_terms, 1), scale=scale, condition=NET_CONDITION)
+            + reordered_tol(torch.float32, terms=float32_terms + 1, scale=scale, condition=condition))
+
+
+def assert_reordered_close(actual: torch.Tensor, expected: torch.Tensor, *, terms: int, scale: float | None = None,
+                           condition: float = 1.0, msg: str = "") -> None:
+    """``actual`` and ``expected`` agree to :func:`reordered_tol` in their dtype (the coarser one if they
+    differ), with ``scale`` the largest |expected| by default; rtol 0: the bound is absolute."""
+    actual, expected = torch.as_tensor(actual), torch.as_tensor(expected)
+    dtype = max(actual.dtype, expected.dtype, key=lambda d: torch.finfo(d).eps)  # the coarser of the two
+    scale = float(expected.abs().max()) if scale is None else scale
+    atol = reordered_tol(dtype, terms=terms, scale=scale, condition=condition)
+    torch.testing.assert_close(actual, expected, rtol=0.0, atol=atol, check_dtype=False, msg=msg or None)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import NET_CONDITION, accumulation_terms, reordered_tol
 
 from agm.config import load_params
 from agm.nets import DriftUNet, Potential, count_parameters
 from agm.nets.unet import ResBlock, SelfAttention, sinusoidal_embedding
+from agm.saliency import potential_saliency
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,3 +131,24 @@ def test_count_parameters_counts_only_trainable(make_potential):
     assert count_parameters(V) == total
     V.head.requires_grad_(False)
     assert count_parameters(V) == total - sum(p.numel() for p in V.head.parameters())
+
+
+def test_net_condition_bound_holds(make_unet, make_potential):
+    """helpers.NET_CONDITION, the κ that float64 comparisons of these networks assume, holds on this CPU:
+    float32 forward passes of f and V and V's input gradient (the saliency map, through GroupNorm's
+    backward) land within γ_N·κ·S of the same in float64 (S the largest |result|, N from the layers)."""
+    f = make_unet(attn_resolutions=(4,))
+    V = make_potential().eval()
+    torch.nn.init.normal_(f.conv_out.weight, std=0.1)  # f ≡ 0 at init would make the check empty
+    f.eval().requires_grad_(False)
+    f64, V64 = (copy.deepcopy(m).double() for m in (f, V))
+    for seed in range(4):
+        gen = torch.Generator().manual_seed(seed)
+        x, t = torch.randn(3, 1, 8, 8, generator=gen) * (1 + seed), torch.rand(3, generator=gen)
+        pairs = {"f": (f(x, t), f64(x.double(), t.double()), accumulation_terms(f, x, t)),
+                 "saliency": (potential_saliency(V, x), potential_saliency(V64, x.double()), accumulation_terms(V, x))}
+        with torch.no_grad():
+            pairs["V"] = (V(x), V64(x.double()), accumulation_terms(V, x))
+        for name, (a32, a64, terms) in pairs.items():
+            bound = reordered_tol(torch.float32, terms=terms, scale=float(a64.abs().max()), condition=NET_CONDITION) / 2
+            assert float((a32.double() - a64).abs().max()) <= bound, (name, seed)

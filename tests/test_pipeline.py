@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +112,31 @@ def test_report_shows_mean_and_interval_over_seeds(repo: Path) -> None:
 def test_second_repro_runs_nothing(repo: Path) -> None:
     out = sh(["dvc", "repro"], repo)
     assert ran_stages(out) == {"source"}, out  # the one stage that always runs: it hashes the data source
+
+
+def test_bytecode_and_tool_caches_leave_dvc_status_clean(repo: Path) -> None:
+    """A new user's shell writes __pycache__ into agm/ and stages/, folder deps of most stages (agm/nets,
+    agm/metrics, ...): .dvcignore keeps bytecode and tool caches out of every dep. PYTHONDONTWRITEBYTECODE,
+    which this suite's shell may set, is unset for the commands that write them."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    importer = ("import importlib, pkgutil, agm, stages\n"
+                "for pkg in (agm, stages):\n"
+                "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+                "        importlib.import_module(m.name)\n")
+    for cmd in (["-m", "compileall", "-q", "agm", "stages"], ["-c", importer]):
+        res = subprocess.run([sys.executable, *cmd], cwd=repo, env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    assert list((repo / "agm" / "nets" / "__pycache__").glob("*.pyc"))  # the bytecode is there
+    caches = [repo / "agm" / name for name in (".pytest_cache", ".ruff_cache", ".mypy_cache")]
+    for cache in caches:
+        cache.mkdir()
+        (cache / "state").write_text("tool state")
+    try:
+        res = subprocess.run(["dvc", "status", "--json"], cwd=repo, env=env, capture_output=True, text=True)
+        assert res.returncode == 0 and json.loads(res.stdout) == {}, res.stdout + res.stderr
+    finally:
+        for cache in caches:
+            shutil.rmtree(cache)
 
 
 def test_controls_run_only_new_stages_and_join_the_report(repo: Path) -> None:

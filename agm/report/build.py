@@ -79,14 +79,15 @@ def params_mapping(params: Params) -> dict[str, Any]:
     return out
 
 
-def build_report(*, out_dir: Path, params: Params, outputs: RunOutputs, git_rev: str, profile: str) -> ReportFiles:
+def build_report(*, out_dir: Path, params: Params, outputs: RunOutputs, provenance: dict[str, str],
+                 profile: str) -> ReportFiles:
     """Render every figure into ``out_dir/figures`` and write ``out_dir``/report.md and report.html.
 
     Args:
         out_dir: the report folder.
         params: the validated params file, every section (the page prints them all).
         outputs: the loaded stage outputs.
-        git_rev: git revision of the code that produced the results.
+        provenance: name -> sha256 of what the page is rendered from (:func:`agm.report.page.write_report`).
         profile: name of the run profile.
     """
     fig_dir = Path(out_dir) / FIGURES
@@ -105,4 +106,4 @@ def build_report(*, out_dir: Path, params: Params, outputs: RunOutputs, git_rev:
         *report_sections.time_only_section(outputs),
     ]
     return write_report(out_dir, title=TITLE, sections=sections, params=params_mapping(params),
-                        git_rev=git_rev, profile=profile)
+                        provenance=provenance, profile=profile)

@@ -7,7 +7,10 @@ the output folder, a table rendered by :mod:`agm.report.tables`) and writes
 - ``report.html``: images inlined as base64 ``data:`` URIs, tables as HTML, so the file can be
   moved or mailed alone.
 
-Both carry the git revision, the profile and the parameters of the run.
+Both carry the profile, the parameters of the run and what it was rendered from: the sha256 of the
+report's code and of every input (:func:`agm.provenance.path_digest`), a pure function of the report
+stage's DVC deps. Not a git revision: a cached stage outlives the commit it ran at, and its inputs may come
+from other commits' code that wrote the same bytes; content hashes stay true in any checkout.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ class ReportFiles:
     html: Path
 
 
+DIGEST_CHARS = 16
+"""Hex digits of each sha256 the page shows (64 bits: enough to tell two inputs apart)."""
+PROVENANCE_NOTE = ("sha256 (first 16 hex digits) of what this page was rendered from: the files "
+                   "`python -m stages.report` runs, and each input file or folder (agm.provenance.path_digest)")
+
+
 def _params_yaml(params: dict[str, Any]) -> str:
     return yaml.safe_dump(params, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
@@ -75,10 +84,11 @@ def _markdown(
     title: str,
     sections: list[Section],
     params: dict[str, Any],
-    git_rev: str,
+    provenance: dict[str, str],
     profile: str,
 ) -> str:
-    parts = [f"# {title}", f"- git revision: `{git_rev}`\n- profile: `{profile}`"]
+    inputs = "\n".join(f"  - {name}: `{digest[:DIGEST_CHARS]}`" for name, digest in provenance.items())
+    parts = [f"# {title}", f"- profile: `{profile}`\n- {PROVENANCE_NOTE}:\n{inputs}"]
     for section in sections:
         parts.append(f"## {section.heading}")
         if section.text:
@@ -101,7 +111,7 @@ def _html(
     title: str,
     sections: list[Section],
     params: dict[str, Any],
-    git_rev: str,
+    provenance: dict[str, str],
     profile: str,
 ) -> str:
     escape = html.escape
@@ -109,9 +119,11 @@ def _html(
         "<header>",
         f"<h1>{escape(title)}</h1>",
         "<dl>",
-        f"<dt>git revision</dt><dd><code>{escape(git_rev)}</code></dd>",
         f"<dt>profile</dt><dd><code>{escape(profile)}</code></dd>",
+        *(f"<dt>{escape(name)}</dt><dd><code>{escape(digest[:DIGEST_CHARS])}</code></dd>"
+          for name, digest in provenance.items()),
         "</dl>",
+        f"<p>{escape(PROVENANCE_NOTE)}</p>",
         "</header>",
     ]
     for section in sections:
@@ -146,7 +158,7 @@ def write_report(
     title: str,
     sections: list[Section],
     params: dict[str, Any],
-    git_rev: str,
+    provenance: dict[str, str],
     profile: str,
 ) -> ReportFiles:
     """Write ``out_dir/report.md`` and ``out_dir/report.html``, each atomically.
@@ -156,7 +168,8 @@ def write_report(
         title: page title.
         sections: the sections, in order.
         params: run parameters, shown as YAML at the end of the page.
-        git_rev: git revision of the code that produced the results.
+        provenance: what the page was rendered from, name -> sha256 hex digest (the report's code, then
+            each input by the path the stage was given), shown in the header in this order.
         profile: name of the run profile (e.g. the compute budget the results come from).
 
     Returns:
@@ -170,6 +183,6 @@ def write_report(
     if missing:
         raise FileNotFoundError(f"section images missing from {out_dir}: {missing}")
     files = ReportFiles(markdown=out_dir / "report.md", html=out_dir / "report.html")
-    write_text(files.markdown, _markdown(title, sections, params, git_rev, profile))
-    write_text(files.html, _html(out_dir, title, sections, params, git_rev, profile))
+    write_text(files.markdown, _markdown(title, sections, params, provenance, profile))
+    write_text(files.html, _html(out_dir, title, sections, params, provenance, profile))
     return files

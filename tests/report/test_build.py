@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 from agm.config import load_params, read_yaml
 from agm.model_file import save_model
 from agm.nets import Potential
+from agm.provenance import code_digest, path_digest
 from agm.report import sections
 from agm.report.build import build_report, load_json, load_optional, params_mapping, read_live_curves
 from agm.report.sections import RunOutputs
@@ -23,6 +25,8 @@ from agm.time_weighting import TimeWeightTable
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "tiny_params.yaml"
 POTENTIAL = dict(in_channels=1, widths=(4, 4, 4), pool=1, groups=2)
+DIGESTS = {"code (stages.report)": "c0de" * 16, "runs": "ab" * 32}
+"""What the page says it was rendered from (stages/report.py computes them; here any hex digests)."""
 
 FULL_HEADINGS = [
     "Fig. 3 — samples", "Fig. 4 — training curves", "Fig. 5 — saliency of the potential", "Table 3 — reproduced",
@@ -90,7 +94,7 @@ def test_full_report(tmp_path: Path, one_thread) -> None:
     out = tmp_path / "report"
     files = build_report(out_dir=out, params=load_params(TINY),
                          outputs=_outputs(tmp_path, models, [0, 1], with_potential=True),
-                         git_rev="abc", profile="smoke")
+                         provenance=DIGESTS, profile="smoke")
     text = files.markdown.read_text()
     assert re.findall(r"^## (.*)$", text, flags=re.M) == FULL_HEADINGS
     for image in re.findall(r"\]\((figures/[^)]+)\)", text):
@@ -113,7 +117,7 @@ def test_full_report(tmp_path: Path, one_thread) -> None:
 def test_minimal_report_leaves_out_what_did_not_run(tmp_path: Path) -> None:
     outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=False)
     files = build_report(out_dir=tmp_path / "report", params=load_params(TINY), outputs=outputs,
-                         git_rev="abc", profile="smoke")
+                         provenance=DIGESTS, profile="smoke")
     text = files.markdown.read_text()
     assert re.findall(r"^## (.*)$", text, flags=re.M) == [
         "Fig. 3 — samples", "Fig. 4 — training curves", "Table 3 — reproduced",
@@ -153,7 +157,7 @@ def test_a_zero_baseline_metric_renders_na(tmp_path: Path) -> None:
     outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=False)
     metrics = {m: [dict(row) for row in rows] for m, rows in outputs.metrics.items()}
     metrics["baseline"][0]["precision"] = 0.0
-    files = build_report(out_dir=tmp_path / "report", params=load_params(TINY), git_rev="abc", profile="paper",
+    files = build_report(out_dir=tmp_path / "report", params=load_params(TINY), provenance=DIGESTS, profile="paper",
                          outputs=dataclasses.replace(outputs, metrics=metrics))
     text = files.markdown.read_text()
     assert "| baseline | 58.00 | 0.000 | 0.600 | 1 |" in text
@@ -175,7 +179,7 @@ def test_nan_and_missing_seeds_render_na(tmp_path: Path, one_thread) -> None:
     degenerate = dataclasses.replace(outputs, metrics=metrics, curves=curves, steps=steps,
                                      grids=dict(outputs.grids, time_only=None))
     out = tmp_path / "report"
-    files = build_report(out_dir=out, params=load_params(TINY), outputs=degenerate, git_rev="abc", profile="smoke")
+    files = build_report(out_dir=out, params=load_params(TINY), outputs=degenerate, provenance=DIGESTS, profile="smoke")
     text = files.markdown.read_text()
     assert re.findall(r"^## (.*)$", text, flags=re.M) == FULL_HEADINGS
     assert len(list((out / "figures").glob("*.png"))) == 8  # no metric-vs-steps figure
@@ -197,7 +201,7 @@ def test_a_missing_agm_model_or_first_seed_renders_na(tmp_path: Path) -> None:
     outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=True)
     gone = dataclasses.replace(outputs, agm_model=tmp_path / "missing.pt", grids={"baseline": None, "agm": None},
                                curves={"baseline": [None], "agm": [None]})
-    text = build_report(out_dir=tmp_path / "report", params=load_params(TINY), outputs=gone, git_rev="abc",
+    text = build_report(out_dir=tmp_path / "report", params=load_params(TINY), outputs=gone, provenance=DIGESTS,
                         profile="smoke").markdown.read_text()
     assert f"n/a (seed 0 AGM model missing: {tmp_path / 'missing.pt'})" in text
     assert "baseline, agm: n/a (seed 0 sample grid missing)." in text
@@ -259,3 +263,26 @@ def test_report_stage_shows_a_missing_seed_as_na(tmp_path: Path, monkeypatch, ca
     assert "| Δ (relative, %) | n/a (agm: seed 1 missing) |" in text
     assert "n/a (seed 0 AGM model missing: runs/agm/s0/model.pt)" in text
     assert "- profile: `tiny`" in text and "Reproduced with the **tiny** profile" in text  # params' `profile`
+    # what the page was rendered from: content hashes of its code and of every input, no git revision
+    code = code_digest("stages.report")[:16]
+    assert f"  - code (stages.report): `{code}`\n  - params.yaml: `{path_digest('params.yaml')[:16]}`\n" in text
+    for name in ("train.npz", "live", "samples", "metrics", "steps"):
+        assert f"  - {name}: `{path_digest(tmp_path / name)[:16]}`\n" in text
+    assert "  - runs: `missing`\n" in text and "git revision" not in text
+
+
+def test_path_digest_is_the_content_not_the_location(tmp_path: Path) -> None:
+    for root in ("a", "b"):
+        (tmp_path / root / "s0").mkdir(parents=True)
+        (tmp_path / root / "s0" / "x.json").write_text("{}")
+        (tmp_path / root / ".hidden").write_bytes(b"\0")
+    assert path_digest(tmp_path / "a") == path_digest(tmp_path / "b") != path_digest(tmp_path / "a" / "s0")
+    assert path_digest(tmp_path / "a" / ".hidden") == hashlib.sha256(b"\0").hexdigest()
+    digest = path_digest(tmp_path / "a")
+    (tmp_path / "a" / "s0" / "x.json").write_text("{ }")  # one byte
+    assert path_digest(tmp_path / "a") != digest
+    (tmp_path / "a" / "s0" / "x.json").write_text("{}")
+    (tmp_path / "a" / "s0" / "x.json").rename(tmp_path / "a" / "s0" / "y.json")  # a name
+    assert path_digest(tmp_path / "a") not in (digest, path_digest(tmp_path / "b"))
+    with pytest.raises(FileNotFoundError):
+        path_digest(tmp_path / "c")

@@ -39,13 +39,16 @@ def _sections(out_dir: Path) -> list[Section]:
     ]
 
 
+PROVENANCE = {"code (stages.report)": "c0de" * 16, "runs": "1234abcd" * 8, "samples": "ffee" * 16}
+
+
 def _write(out_dir: Path) -> ReportFiles:
     return write_report(
         out_dir,
         title="AGM <reproduction>",
         sections=_sections(out_dir),
         params={"train": {"steps": 1000, "lam": 0.1}, "seeds": [0, 1]},
-        git_rev="abc1234",
+        provenance=PROVENANCE,
         profile="smoke",
     )
 
@@ -67,7 +70,9 @@ def test_markdown_references_images_and_tables(tmp_path: Path) -> None:
     assert "![Samples](fig3.png)" in text
     assert "![Training curves](fig4.png)" in text
     assert to_markdown(paper_table3()).strip() in text
-    assert "`abc1234`" in text and "`smoke`" in text
+    assert "`smoke`" in text
+    assert "  - code (stages.report): `c0dec0dec0dec0de`\n  - runs: `1234abcd1234abcd`\n" in text
+    assert "git revision" not in text  # a cached stage outlives the commit it ran at
     assert "```yaml\ntrain:\n  steps: 1000\n  lam: 0.1\n" in text
 
 
@@ -85,7 +90,8 @@ def test_html_is_self_contained(tmp_path: Path) -> None:
 def test_html_content_and_escaping(tmp_path: Path) -> None:
     text = _write(tmp_path).html.read_text()
     assert "<title>AGM &lt;reproduction&gt;</title>" in text
-    assert "abc1234" in text and "smoke" in text
+    assert "smoke" in text and "<dt>samples</dt><dd><code>ffeeffeeffeeffee</code></dd>" in text
+    assert "git revision" not in text
     assert "<p>Second &lt;b&gt;paragraph&lt;/b&gt;.</p>" in text
     assert to_html(paper_table3()) in text
     assert "<pre>| a |" in text  # a markdown-only table falls back to <pre>
@@ -99,7 +105,7 @@ def test_missing_image_raises(tmp_path: Path) -> None:
             title="t",
             sections=[Section(heading="h", image="missing.png")],
             params={},
-            git_rev="r",
+            provenance={},
             profile="p",
         )
     assert list(tmp_path.iterdir()) == []

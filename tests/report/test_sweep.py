@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 from pathlib import Path
@@ -10,7 +11,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from agm.report.sweep import plot_sweep, summarize, sweep_rows
+from agm.report.sweep import (
+    config_id,
+    incomplete,
+    one_config,
+    plot_sweep,
+    result_params,
+    summarize,
+    sweep_rows,
+    without_workspace,
+)
 
 T_975_DF1 = 12.706204736174707  # t_{0.975, 1}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,8 +43,12 @@ def _live(model: str, lam: float) -> dict:
     return {"train": train, "step": 599}
 
 
+PARAMS = {"profile": "default", "seed": 0, "controls": [], "train": {"steps": 1000, "batch_size": 256}}
+"""The params every record shares besides lambda and seeds (a few keys stand for the whole file)."""
+
+
 def _rev(rev: str, lam: float, runs: dict, experiments: list | None = None, name: str | None = None,
-         space: str = "digits") -> dict:
+         space: str = "digits", **params) -> dict:
     dist = {"digits": "fd_digits", "inception": "fid"}[space]
     metrics: dict = {}
     for (model, seed), (fd, p, r) in runs.items():
@@ -43,7 +57,9 @@ def _rev(rev: str, lam: float, runs: dict, experiments: list | None = None, name
         metrics[f"live/{model}/s{seed}/metrics.json"] = {"data": _live(model, lam)}
     metrics["metrics/report.json"] = {"data": {"fd_digits": 1.0}}  # not a per-seed metrics file: ignored
     return {"rev": rev, "name": name, "error": None, "experiments": experiments,
-            "data": {"params": {"params.yaml": {"data": {"lambda": lam, "seeds": [0, 1]}}}, "metrics": metrics}}
+            "data": {"params": {"params.yaml": {"data": {**copy.deepcopy(PARAMS), "lambda": lam, "seeds": [0, 1],
+                                                         **params}}},
+                     "metrics": metrics}}
 
 
 def _exp(rev: str, name: str, lam: float, runs: dict) -> dict:
@@ -63,8 +79,9 @@ def _show() -> list[dict]:
 
 def test_rows_one_per_model_lambda_seed_deduplicated():
     rows = sweep_rows(_show())
-    assert list(rows.columns) == ["model", "lambda", "seed", "fd_digits", "precision", "recall", "w_ratio", "ess",
-                                  "rev", "name"]
+    assert list(rows.columns) == ["config", "model", "lambda", "seed", "fd_digits", "precision", "recall",
+                                  "w_ratio", "ess", "rev", "name"]
+    assert rows["config"].nunique() == 1  # λ and controls differ between the records, nothing else
     assert len(rows) == 12  # 3 models × 2 λ × 2 seeds, though each appears 2-4 times in the records
     assert not rows.duplicated(subset=["model", "lambda", "seed"]).any()
     assert rows["model"].tolist() == ["baseline"] * 4 + ["agm"] * 4 + ["shuffled"] * 4
@@ -92,7 +109,7 @@ def test_missing_live_summary_is_nan_and_inception_names_fid():
     show = [_rev("workspace", 0.1, {("agm", 0): (18.0, 0.6, 0.8)}, space="inception")]
     del show[0]["data"]["metrics"]["live/agm/s0/metrics.json"]
     rows = sweep_rows(show)
-    assert list(rows.columns[:6]) == ["model", "lambda", "seed", "fid", "precision", "recall"]
+    assert list(rows.columns[1:7]) == ["model", "lambda", "seed", "fid", "precision", "recall"]
     assert math.isnan(rows.loc[0, "w_ratio"]) and math.isnan(rows.loc[0, "ess"])
 
 
@@ -178,3 +195,138 @@ def test_zero_nan_null_and_missing_seeds_do_not_raise(tmp_path: Path):
     assert math.isnan(s.loc["shuffled", "fd_digits"])  # an infinite value has no mean
     plot_sweep(s.reset_index(), tmp_path / "lambda.png")
     assert (tmp_path / "lambda.png").read_bytes()[:8] == PNG_MAGIC
+
+
+# ---- what is not averaged together ----------------------------------------------------------------------------
+
+
+def test_result_params_are_every_param_but_lambda_seeds_and_controls():
+    params = {**PARAMS, "lambda": 0.1, "seeds": [0, 1], "controls": ["shuffled"]}
+    assert result_params(params) == {"profile": '"default"', "seed": "0", "train.batch_size": "256",
+                                     "train.steps": "1000"}
+    same = {**params, "lambda": 30.0, "seeds": [2], "controls": []}
+    assert config_id(same) == config_id(params)
+    for other in ({"train": {**PARAMS["train"], "steps": 600}}, {"profile": "paper"}):
+        assert config_id({**params, **other}) != config_id(params)
+
+
+def test_a_run_of_other_steps_is_never_averaged_with_the_rest():
+    """Seed 2 at λ = 0.1 comes from an experiment at train.steps 600: its own config, not a third seed."""
+    runs = {("agm", 2): (40.0, 0.3, 0.5), ("baseline", 2): (45.0, 0.3, 0.5)}
+    short = {"revs": [_rev("e1", 0.1, runs, name="short", train={"steps": 600, "batch_size": 256})],
+             "name": "short", "executor": None}
+    show = [_rev("workspace", 0.1, BASELINE | AGM[0.1]), _rev("abc", 0.1, BASELINE | AGM[0.1], [short])]
+    rows = sweep_rows(show)
+    assert rows.groupby("config").size().sort_values().tolist() == [2, 4]
+    s = summarize(rows)
+    agm = s[s["model"] == "agm"].set_index("config")["seeds"]
+    assert sorted(agm.tolist()) == [1, 2]  # never 3
+    with pytest.raises(ValueError, match=r"differ in train\.steps \(\w{8}: (1000|600), \w{8}: (600|1000)\)"):
+        one_config(rows, show)
+    long = config_id({**PARAMS, "lambda": 0.1})
+    assert one_config(rows, show, long)["seed"].tolist() == [0, 1, 0, 1]
+    with pytest.raises(ValueError, match="no config 'nope'"):
+        one_config(rows, show, "nope")
+    with pytest.raises(ValueError, match="one sweep per plot"):
+        plot_sweep(s, Path("unused.png"))
+
+
+def test_another_profile_is_another_config():
+    show = [_rev("workspace", 30.0, BASELINE | AGM[30.0], profile="paper"), _rev("abc", 0.1, BASELINE | AGM[0.1])]
+    rows = sweep_rows(show)
+    assert rows["config"].nunique() == 2
+    with pytest.raises(ValueError, match=r"differ in profile"):
+        one_config(rows, show)
+
+
+def test_the_workspace_records_can_be_left_out():
+    show = _show()
+    kept = without_workspace(show)
+    assert [e["rev"] for e in kept] == ["abc"] and len(kept[0]["experiments"]) == 4
+    rows = sweep_rows(kept)
+    assert "workspace" not in set(rows["rev"]) and len(rows) == 12  # the λ = 30 runs come from exp-d instead
+
+
+def test_a_nan_seed_is_counted_out():
+    runs = BASELINE | AGM[0.1] | {("baseline", 2): (21.0, 0.6, 0.8), ("agm", 2): (math.nan, 0.6, 0.8)}
+    s = summarize(sweep_rows([_rev("workspace", 0.1, runs)])).set_index("model")
+    assert s.loc["agm", "seeds"] == 3
+    assert s.loc["agm", "fd_digits_n"] == 2 and s.loc["agm", "precision_n"] == 3
+    assert s.loc["agm", "fd_digits"] == pytest.approx(19.5)
+    assert s.loc["agm", "fd_digits_minus_baseline_n"] == 2 and s.loc["agm", "precision_minus_baseline_n"] == 3
+    assert s.loc["baseline", "w_ratio_n"] == 0
+    assert incomplete(s.reset_index()) == [f"agm λ=0.1 (config {s.loc['agm', 'config']}): fd_digits over 2 of 3 seeds"]
+
+
+# ---- the stage: the workspace only when reproduced, one config, the seeds counted -------------------------------
+
+
+def _stage(tmp_path: Path, monkeypatch, capsys, show: list, *extra: str) -> tuple[int, str]:
+    """Run `python -m stages.sweep --exp-json <show> --out <tmp>/out <extra>`: (exit code, stderr)."""
+    import json
+    import sys
+
+    from stages import sweep
+
+    (tmp_path / "show.json").write_text(json.dumps(show))
+    monkeypatch.setattr(sys, "argv", ["sweep", "--exp-json", str(tmp_path / "show.json"),
+                                      "--out", str(tmp_path / "out"), *extra])
+    try:
+        sweep.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def _status(tmp_path: Path, status: dict) -> str:
+    """A saved `dvc status --json` (one file per content)."""
+    import json
+
+    path = tmp_path / f"status{len(status)}.json"
+    path.write_text(json.dumps(status))
+    return str(path)
+
+
+def test_stage_takes_the_workspace_rows_only_when_dvc_status_is_clean(tmp_path, monkeypatch, capsys):
+    """The workspace's λ = 30 numbers differ from exp-d's (its metrics predate its params): kept only when
+    `dvc status` is clean."""
+    show = _show()
+    show[0] = _rev("workspace", 30.0, BASELINE | AGM[0.1] | SHUFFLED[0.1])  # stale: λ = 0.1's metrics at λ = 30
+    for extra, kept in (((), False), (("--status-json", _status(tmp_path, {"train_agm@0": []})), False),
+                        (("--status-json", _status(tmp_path, {})), True)):
+        code, err = _stage(tmp_path, monkeypatch, capsys, show, *extra)
+        if kept:  # a clean workspace's rows are results: here they conflict with exp-d's for the same runs
+            assert code == 2 and "conflicting results" in err and "workspace" in err
+            continue
+        assert code == 0 and "the workspace's rows are left out" in err
+        assert ("train_agm@0" in err) == bool(extra)
+        rows = pd.read_csv(tmp_path / "out" / "runs.csv")
+        assert "workspace" not in set(rows["rev"]) and len(rows) == 12
+
+
+def test_stage_asks_for_the_workspace_status_when_it_runs_dvc(tmp_path, monkeypatch, capsys):
+    from stages import sweep
+
+    answers = {("exp", "show"): _show(), ("status",): {"report": [{"changed deps": {"metrics": "modified"}}]}}
+    monkeypatch.setattr(sweep, "_dvc_json", lambda *args: answers[args])
+    monkeypatch.setattr("sys.argv", ["sweep", "--out", str(tmp_path / "out")])
+    sweep.main()
+    assert "dvc status lists report" in capsys.readouterr().err
+    assert "workspace" not in set(pd.read_csv(tmp_path / "out" / "runs.csv")["rev"])
+
+
+def test_stage_refuses_two_configs_and_counts_nan_seeds(tmp_path, monkeypatch, capsys):
+    clean = ("--status-json", _status(tmp_path, {}))
+    show = [_rev("workspace", 30.0, BASELINE | AGM[30.0], train={"steps": 600, "batch_size": 256}),
+            _rev("abc", 0.1, BASELINE | AGM[0.1])]
+    code, err = _stage(tmp_path, monkeypatch, capsys, show, *clean)
+    assert code == 2 and err.count("\n") == 1 and "train.steps" in err and not (tmp_path / "out").exists()
+    code, _ = _stage(tmp_path, monkeypatch, capsys, show, *clean, "--config", config_id({**PARAMS, "lambda": 0.1}))
+    assert code == 0 and set(pd.read_csv(tmp_path / "out" / "runs.csv")["lambda"]) == {0.1}
+
+    runs = BASELINE | AGM[0.1] | {("baseline", 2): (21.0, 0.6, 0.8), ("agm", 2): (math.nan, 0.6, 0.8)}
+    code, err = _stage(tmp_path, monkeypatch, capsys, [_rev("workspace", 0.1, runs)], *clean)
+    assert code == 0 and "agm λ=0.1" in err and "fd_digits over 2 of 3 seeds" in err
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("model")
+    assert summary.loc["agm", "seeds"] == 3 and summary.loc["agm", "fd_digits_n"] == 2
