@@ -18,6 +18,28 @@ from collections.abc import Sequence
 
 from scipy import optimize, stats
 
+from agm.report.tables import PAPER_TABLE3
+
+PAPER_RELATIVE_PCT = {
+    metric: 100.0 * (PAPER_TABLE3["agm"][key] / PAPER_TABLE3["baseline"][key] - 1.0)
+    for metric, key in (("distance", "fid"), ("precision", "precision"), ("recall", "recall"))
+}
+"""The paper's Table 3 change of AGM over the baseline, in percent: FID −10.7, precision +2.8, recall +2.1."""
+
+
+def paired_power_columns(diffs: Sequence[float], baseline_mean: float, paper_pct: float | None) -> dict[str, float]:
+    """``mde`` (the minimum detectable effect at 80% power, α = 0.05, for these paired differences' SD and count)
+    and ``seeds_for_paper`` (the seeds that would detect ``paper_pct`` percent of ``baseline_mean``); NaN where
+    undefined (fewer than 2 differences, SD 0, no paper effect)."""
+    n = len(diffs)
+    sd = statistics.stdev(diffs) if n >= 2 else math.nan
+    if not (n >= 2 and math.isfinite(sd) and sd > 0):
+        return {"mde": math.nan, "seeds_for_paper": math.nan}
+    seeds = math.nan
+    if paper_pct is not None and math.isfinite(baseline_mean) and baseline_mean != 0:
+        seeds = float(seeds_needed(paper_pct / 100.0 * baseline_mean, sd))
+    return {"mde": minimum_detectable_effect(sd, n), "seeds_for_paper": seeds}
+
 
 def paired_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
     """Probability that the two-sided paired t-test at level ``alpha`` over ``n`` seeds detects a true mean

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from agm.report.power import PAPER_RELATIVE_PCT, minimum_detectable_effect, seeds_needed
 from agm.report.sweep import (
     config_id,
     incomplete,
@@ -133,6 +134,13 @@ def test_summary_means_intervals_and_paired_differences():
             assert s.loc[(model, lam), f"{m}_minus_baseline"] == pytest.approx(statistics.mean(diffs))
             assert s.loc[(model, lam), f"{m}_minus_baseline_ci"] == pytest.approx(half)
             assert s.loc[(model, lam), f"{m}_minus_baseline_excludes_0"] == (abs(statistics.mean(diffs)) > half)
+            sd = statistics.stdev(diffs)
+            if sd > 0:  # what these two paired seeds could detect, and the seeds the paper's change would need
+                base = statistics.mean(BASELINE[("baseline", seed)][i] for seed in (0, 1))
+                paper = PAPER_RELATIVE_PCT["distance" if m == "fd_digits" else m]
+                assert s.loc[(model, lam), f"{m}_minus_baseline_mde"] == pytest.approx(
+                    minimum_detectable_effect(sd, 2))
+                assert s.loc[(model, lam), f"{m}_seeds_for_paper_effect"] == seeds_needed(paper / 100 * base, sd)
     # AGM at λ = 30: FD differences 5, 8 -> 6.5 ± 19.06 contains 0; recall -0.1, -0.1 -> ± 0 excludes it
     assert not s.loc[("agm", 30.0), "fd_digits_minus_baseline_excludes_0"]
     assert s.loc[("agm", 30.0), "recall_minus_baseline_excludes_0"]
@@ -154,6 +162,7 @@ def test_one_paired_seed_has_no_interval():
     assert s.loc["agm", "fd_digits_minus_baseline"] == pytest.approx(-2.0)
     assert math.isnan(s.loc["agm", "fd_digits_minus_baseline_ci"])
     assert pd.isna(s.loc["agm", "fd_digits_minus_baseline_excludes_0"])  # undefined: an empty cell
+    assert math.isnan(s.loc["agm", "fd_digits_minus_baseline_mde"])  # no paired SD from one seed
 
 
 def test_conflicting_results_for_one_run_are_an_error():
