@@ -194,11 +194,13 @@ def after_adam_tol(dtype: torch.dtype, *, terms: int, lr: float, steps: int, eps
     Derivation. AdamW moves a parameter by lr·m̂/(√v̂ + ε): the derivative of g/(|g| + ε) in g is at most 1/ε,
     and m̂, v̂ are running averages of the same gradients, so a gradient that differs by δ moves the step by at
     most (lr/ε)·δ, where δ ≤ reordered_tol(dtype, terms, grad_scale) for gradients of size ≤ grad_scale (the
-    trainers clip them to norm 1). Over k steps the differences add (to first order: their feedback into
-    later gradients is k·lr times the loss's curvature, ≪ 1 for a few steps at lr ≤ 1e-3). The gradient clip
-    and the EMA are Lipschitz with constant 1. In float32, lr/ε = 1e5 times N·u exceeds the parameters
-    themselves: a near-zero gradient whose sign flips moves its weight by a whole step. Such comparisons run
-    in float64, where the bound stays below 1e-6 and a real error (a missing or doubled step) is ~lr.
+    trainers clip them to norm 1). Over k steps the differences add. This is a first-order bound: it leaves
+    out their feedback into later gradients, which lr/ε would amplify for a gradient near 0 but which for a
+    gradient g well above ε is lr·ε/g² per unit (negligible), over the few steps these tests take. The
+    gradient clip and the EMA are Lipschitz with constant 1. In float32, lr/ε = 1e5 times N·u exceeds the
+    parameters themselves: a near-zero gradient whose sign flips moves its weight by a whole step. Such
+    comparisons run in float64, where the bound stays below 1e-6 and a real error (a missing or doubled
+    step) is ~lr.
     """
     return steps * (lr / eps) * reordered_tol(dtype, terms=terms, scale=grad_scale)
 
