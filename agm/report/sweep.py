@@ -46,9 +46,10 @@ WEIGHT_METRICS = {"w_ratio": "w_ratio", "ess": "w_ess"}
 QUALITY = ("precision", "recall")
 KEYS = ("config", "model", "lambda", "seed")
 EXTRA = ("rev", "name")
-NOT_A_RESULT = ("lambda", "seeds", "controls")
+NOT_A_RESULT = ("lambda", "seeds", "controls", "execution")
 """Params that do not change any one run's result: λ is a key of its own; ``seeds`` and ``controls`` only
-say which runs exist (each run's seed is in its file name, its model in its folder)."""
+say which runs exist (each run's seed is in its file name, its model in its folder); ``execution`` says how the
+stages ran (process count, cadence, device), which no run identity holds (agm.config.RESULT_KEYS)."""
 WORKSPACE = "workspace"
 
 

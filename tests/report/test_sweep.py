@@ -209,11 +209,11 @@ def test_zero_nan_null_and_missing_seeds_do_not_raise(tmp_path: Path):
 # ---- what is not averaged together ----------------------------------------------------------------------------
 
 
-def test_result_params_are_every_param_but_lambda_seeds_and_controls():
-    params = {**PARAMS, "lambda": 0.1, "seeds": [0, 1], "controls": ["shuffled"]}
+def test_result_params_are_every_param_but_lambda_seeds_controls_and_execution():
+    params = {**PARAMS, "lambda": 0.1, "seeds": [0, 1], "controls": ["shuffled"], "execution": {"nproc": 1}}
     assert result_params(params) == {"profile": '"default"', "seed": "0", "train.batch_size": "256",
                                      "train.steps": "1000"}
-    same = {**params, "lambda": 30.0, "seeds": [2], "controls": []}
+    same = {**params, "lambda": 30.0, "seeds": [2], "controls": [], "execution": {"nproc": 8}}
     assert config_id(same) == config_id(params)
     for other in ({"train": {**PARAMS["train"], "steps": 600}}, {"profile": "paper"}):
         assert config_id({**params, **other}) != config_id(params)
