@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import torch
@@ -238,3 +241,20 @@ def assert_reordered_close(actual: torch.Tensor, expected: torch.Tensor, *, term
     scale = float(expected.abs().max()) if scale is None else scale
     atol = reordered_tol(dtype, terms=terms, scale=scale, condition=condition)
     torch.testing.assert_close(actual, expected, rtol=0.0, atol=atol, check_dtype=False, msg=msg or None)
+
+
+def sh(cmd: list[str], cwd: Path, **extra_env: str) -> str:
+    """Run ``cmd`` in a temporary repository offline, on one thread, as a git user; its output, or fail the test
+    with its tail. The caller's AGM_STATE_DIR is dropped: every repository keeps its state in its own
+    .agm_state/ unless ``extra_env`` names one."""
+    env = {**{k: v for k, v in os.environ.items() if k != "AGM_STATE_DIR"}, "HF_DATASETS_OFFLINE": "1",
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
+           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com", **extra_env}
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout + res.stderr
+
+
+def ran_stages(out: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", out))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -24,7 +23,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import adam_reach, copy_pipeline
+from helpers import adam_reach, copy_pipeline, ran_stages, sh
 from PIL import Image
 
 from agm.report.tables import mean_ci
@@ -36,17 +35,6 @@ CONTROLS = ("no_detach", "time_only", "action_matching")
 pytestmark = pytest.mark.slow
 
 
-def sh(cmd: list[str], cwd: Path, **extra_env: str) -> str:
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
-           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com", **extra_env}
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res.stdout + res.stderr
-
-
-def ran_stages(out: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", out))
 
 
 def read_metrics(repo: Path, model: str) -> list[dict]:

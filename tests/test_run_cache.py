@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import copy_pipeline
+from helpers import copy_pipeline, ran_stages, sh
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,18 +33,6 @@ TRAIN = {"train_baseline@0", "train_agm@0"}
 pytestmark = pytest.mark.slow
 
 
-def sh(cmd: list[str], cwd: Path, **extra_env: str) -> str:
-    # every repository here keeps its state in its own .agm_state/
-    env = {**{k: v for k, v in os.environ.items() if k != "AGM_STATE_DIR"}, "HF_DATASETS_OFFLINE": "1",
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
-           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com", **extra_env}
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res.stdout + res.stderr
-
-
-def ran_stages(out: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", out))
 
 
 def restored_stages(out: str) -> set[str]:

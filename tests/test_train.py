@@ -141,28 +141,44 @@ def test_a_kill_between_the_snapshot_and_the_checkpoint_of_one_step_loses_no_sna
 # the NaN guard
 
 
-class NaNAfter(nn.Module):
-    """Wraps a network; from its ``bad_call``-th forward on, every output is NaN."""
+class BadFromCall(nn.Module):
+    """Wraps a network and counts its forward calls; ``corrupt`` decides what the ``bad_call``-th and later
+    outputs become (subclasses)."""
 
     def __init__(self, inner: nn.Module, bad_call: int) -> None:
         super().__init__()
         self.inner, self.bad_call, self.calls = inner, bad_call, 0
 
+    def corrupt(self, out: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         out = self.inner(*args)
-        return out * float("nan") if self.calls >= self.bad_call else out
+        return self.corrupt(out) if self.calls >= self.bad_call else out
+
+
+class NaNAfter(BadFromCall):
+    """From its ``bad_call``-th forward on, every output is NaN."""
+
+    def corrupt(self, out: torch.Tensor) -> torch.Tensor:
+        return out * float("nan")
+
+
+def _stops_and_keeps_a_good_checkpoint(trainer, toy_data, tmp_path, match: str, last_good_step: int) -> None:
+    """Training raises ``match`` and the checkpoint left is step ``last_good_step``'s, every weight finite."""
+    with pytest.raises(NonFiniteLossError, match=match):
+        _train(trainer, toy_data, tmp_path, steps=20, checkpoint_every=2, log_every=100)
+    state = load_checkpoint(tmp_path / LATEST, {"run": "tiny"})
+    assert state["step"] == last_good_step
+    for key in ("f", "ema", "V"):
+        assert all(torch.isfinite(v).all() for v in state["trainer"][key].values()), key
 
 
 def test_nan_drift_loss_stops_training_and_keeps_the_last_good_checkpoint(
         tmp_path, make_unet, make_potential, toy_data):
     trainer = agm_trainer(NaNAfter(make_unet(), bad_call=5), make_potential(), lam=0.5, **HYPER)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite drift_loss at step 5\b"):
-        _train(trainer, toy_data, tmp_path, steps=20, checkpoint_every=2, log_every=100)
-    state = load_checkpoint(tmp_path / LATEST, {"run": "tiny"})
-    assert state["step"] == 4
-    for key in ("f", "ema", "V"):
-        assert all(torch.isfinite(v).all() for v in state["trainer"][key].values()), key
+    _stops_and_keeps_a_good_checkpoint(trainer, toy_data, tmp_path, r"non-finite drift_loss at step 5\b", 4)
     assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST]
 
 
@@ -178,16 +194,10 @@ class _InfGradient(torch.autograd.Function):
         return grad * float("inf")
 
 
-class InfGradientAt(nn.Module):
-    """Wraps a network; its ``bad_call``-th forward is unchanged but sends an infinite gradient back."""
+class InfGradientAt(BadFromCall):
+    """Its ``bad_call``-th forward is unchanged but sends an infinite gradient back; later ones are plain."""
 
-    def __init__(self, inner: nn.Module, bad_call: int) -> None:
-        super().__init__()
-        self.inner, self.bad_call, self.calls = inner, bad_call, 0
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        out = self.inner(*args)
+    def corrupt(self, out: torch.Tensor) -> torch.Tensor:
         return _InfGradient.apply(out) if self.calls == self.bad_call else out
 
 
@@ -196,12 +206,8 @@ def test_an_infinite_gradient_with_a_finite_loss_never_reaches_a_checkpoint(
     """Step 4's loss is finite but its gradient is not: clipping and AdamW turn f's weights into NaN in that
     same step, which the step's statistics (computed before the update) cannot show."""
     trainer = agm_trainer(InfGradientAt(make_unet(), bad_call=4), make_potential(), lam=0.5, **HYPER)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite weights or optimiser state after step 4\b"):
-        _train(trainer, toy_data, tmp_path, steps=20, checkpoint_every=2, log_every=100)
-    state = load_checkpoint(tmp_path / LATEST, {"run": "tiny"})
-    assert state["step"] == 2
-    for key in ("f", "ema", "V"):
-        assert all(torch.isfinite(v).all() for v in state["trainer"][key].values()), key
+    _stops_and_keeps_a_good_checkpoint(trainer, toy_data, tmp_path,
+                                       r"non-finite weights or optimiser state after step 4\b", 2)
 
 
 def test_nan_potential_loss_is_named(tmp_path, make_unet, make_potential, toy_data):
