@@ -104,14 +104,14 @@ def files_digest(paths: list[Path], root: Path = ROOT) -> str:
 
 
 def path_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of what a file or a folder holds: a file's content; a folder's :func:`tree_digest` (every file,
-    recursive, hidden ones included, with paths relative to the folder, so its location does not count)."""
+    """sha256 of what a file or a folder holds: a file's content; a folder's every file (recursive, hidden
+    ones included) by :func:`files_digest` with paths relative to the folder, so its location does not count."""
     path = Path(path)
     if path.is_file():
         return file_sha256(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist")
-    return str(tree_digest(path)["sha256"])
+    return files_digest([p for p in path.rglob("*") if p.is_file()], root=path)
 
 
 def code_digest(module: str, root: Path = ROOT) -> str:
