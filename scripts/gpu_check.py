@@ -11,6 +11,7 @@ where dvclive or clean-fid is missing, installs the wheels carried in ``.whl/``)
                   projected hours for 500k steps beside the paper's ~494 images/s (agm.perf does the measuring).
 3. ``sample``     Euler-Maruyama with the EMA drift (float32 as stages/sample.py runs it, and bf16 autocast):
                   the largest batch that fits, images/s, projected minutes for 10k samples at NFE 500.
+   ``attention``  scaled_dot_product_attention on the U-Net's transposed q/k/v views against contiguous copies.
 4. ``correctness`` bf16 against float32 losses over the same first steps (stated tolerance); a short bf16
                   training on structured images whose loss must fall.
    ``stages``     the paper-path stages (prepare, features with a stand-in Inception, train baseline and AGM,
@@ -64,6 +65,7 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("train", 100, 150),
     ("train_compiled", 150, 400),
     ("sample", 70, 90),
+    ("attention", 45, 60),
     ("correctness", 150, 120),
     ("stages", 150, 300),
     ("extra_seeds", 600, 120),
@@ -290,6 +292,38 @@ def section_sample(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                             "projected_seconds": best["seconds_per_nfe"] * full_nfe}
         print(f"sample full draw: batch {best['batch']} at NFE {full_nfe} in {seconds:.1f} s "
               f"(projected {out['full_draw']['projected_seconds']:.1f} s)", flush=True)
+    return out
+
+
+def section_attention(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """scaled_dot_product_attention as agm.nets.unet.SelfAttention calls it (q, k, v transposed views whose last
+    dimension is not contiguous) against contiguous copies of the same tensors: time and peak memory, float32
+    and bf16, at the paper U-Net's 32×32 attention (4 heads of 64 channels) and the sampling batch. A large gap
+    says which kernel the views fall back to, the lead for the 41 GiB per sampling batch seen on an H200."""
+    import torch
+    import torch.nn.functional as F
+
+    from agm.perf import synchronize, time_per_call
+
+    device = device_for(args.dry_run)
+    batch, heads, tokens, dim = (4, 2, 16, 8) if args.dry_run else (500, 4, 1024, 64)
+    out: dict[str, Any] = {"batch": batch, "heads": heads, "tokens": tokens, "head_dim": dim, "runs": []}
+    for dtype in (torch.float32, torch.bfloat16):
+        qkv = torch.randn(batch, 3, heads, dim, tokens, device=device, dtype=dtype)
+        views = [qkv[:, i].transpose(-1, -2) for i in range(3)]  # (B, heads, HW, d), last-dim stride HW
+        for layout, (q, k, v) in (("transposed views", views), ("contiguous", [x.contiguous() for x in views])):
+            with torch.no_grad():
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                    base = torch.cuda.memory_allocated(device)
+                seconds = time_per_call(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v),
+                                        warmup=1, iters=3, device=device)
+                synchronize(device)
+                extra = ((torch.cuda.max_memory_allocated(device) - base) / 2**30) if device.type == "cuda" else None
+            rec = {"dtype": str(dtype).removeprefix("torch."), "layout": layout, "ms": 1e3 * seconds,
+                   "extra_peak_gib": extra, "last_dim_stride": q.stride(-1)}
+            out["runs"].append(rec)
+            print(f"attention {rec['dtype']} {layout}: {rec['ms']:.2f} ms, {extra} GiB above the inputs", flush=True)
     return out
 
 
@@ -547,8 +581,8 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 SECTION_FUNCS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "env": section_env, "train": section_train, "train_compiled": section_train_compiled,
-    "sample": section_sample, "correctness": section_correctness, "stages": section_stages,
-    "extra_seeds": section_extra_seeds,
+    "sample": section_sample, "attention": section_attention, "correctness": section_correctness,
+    "stages": section_stages, "extra_seeds": section_extra_seeds,
 }
 
 
@@ -597,6 +631,11 @@ def summary_md(report: dict[str, Any]) -> str:
             f = r["full_draw"]
             lines.append(f"\nOne whole draw: batch {f['batch']} at NFE {f['nfe']} in {f['seconds']:.1f} s "
                          f"(projected {f['projected_seconds']:.1f} s).")
+    if s.get("attention", {}).get("result"):
+        r = s["attention"]["result"]
+        lines += ["", f"scaled_dot_product_attention at batch {r['batch']}, {r['heads']} heads, {r['tokens']} tokens: "
+                  + "; ".join(f"{x['dtype']} {x['layout']} {x['ms']:.1f} ms ({fmt(x['extra_peak_gib'])} GiB)"
+                              for x in r["runs"]) + "."]
     if s.get("correctness", {}).get("status") == "ok":
         c = s["correctness"]["result"]
         b, t = c["bf16_vs_fp32"], c["bf16_training"]
