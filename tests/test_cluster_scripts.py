@@ -106,7 +106,7 @@ def _multinode_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     shutil.copy2(ROOT / "scripts" / "cluster" / "stage_inputs.py", repo / "scripts" / "cluster")
     (repo / "stages" / "__init__.py").write_text("")
     (repo / "stages" / "train.py").write_text(FAKE_TRAIN)
-    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"steps": 3, "nproc": 1}}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"steps": 3}, "execution": {"nproc": 1}}))
     (repo / "dvc.yaml").write_text(yaml.safe_dump(PIPELINE, sort_keys=False))
     (bin_dir / "srun").write_text('#!/usr/bin/env bash\nwhile [[ $1 == --* ]]; do shift; done\nexec "$@"\n')
     (bin_dir / "scontrol").write_text('#!/usr/bin/env bash\necho localhost\n')
