@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from agm.report.power import PAPER_RELATIVE_PCT, minimum_detectable_effect, seeds_needed  # noqa: E402
+from agm.report.power import PAPER_RELATIVE_PCT, power_of_pairs  # noqa: E402
 from agm.report.tables import mean_ci  # noqa: E402
 
 PAPER_RELATIVE = {"fd": PAPER_RELATIVE_PCT["distance"], "precision": PAPER_RELATIVE_PCT["precision"],
@@ -39,18 +39,17 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         for metric in metrics:
             diff = (arm.loc[seeds, metric] - base.loc[seeds, metric]).astype(float)
             ci = mean_ci(diff.tolist())
-            sd = float(diff.std(ddof=1))
             base_mean = float(base.loc[seeds, metric].mean())
             kind = "fd" if metric.startswith(("fd", "fid")) else metric if metric in PAPER_RELATIVE else None
             paper = PAPER_RELATIVE.get(kind) if kind else None
+            pp = power_of_pairs(diff.tolist(), base_mean, paper)
             rows.append({
                 "model": model, "lambda": lam, "metric": metric, "seeds": len(seeds),
                 "baseline_mean": base_mean, "arm_mean": float(arm.loc[seeds, metric].mean()),
                 "paired_diff": ci.mean, "ci95_half_width": ci.half_width,
                 "relative_pct": 100 * ci.mean / base_mean if base_mean else float("nan"),
-                "paired_sd": sd, "minimum_detectable_effect": minimum_detectable_effect(sd, len(seeds)),
-                "paper_relative_pct": paper,
-                "seeds_for_paper_effect": seeds_needed(paper / 100 * base_mean, sd) if paper else None,
+                "paired_sd": pp.sd, "minimum_detectable_effect": pp.mde, "paper_relative_pct": paper,
+                "seeds_for_paper_effect": pp.seeds_for_paper if paper else None,
             })
     return pd.DataFrame(rows)
 

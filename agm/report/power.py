@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from scipy import optimize, stats
 
@@ -27,18 +28,29 @@ PAPER_RELATIVE_PCT = {
 """The paper's Table 3 change of AGM over the baseline, in percent: FID −10.7, precision +2.8, recall +2.1."""
 
 
-def paired_power_columns(diffs: Sequence[float], baseline_mean: float, paper_pct: float | None) -> dict[str, float]:
-    """``mde`` (the minimum detectable effect at 80% power, α = 0.05, for these paired differences' SD and count)
-    and ``seeds_for_paper`` (the seeds that would detect ``paper_pct`` percent of ``baseline_mean``); NaN where
-    undefined (fewer than 2 differences, SD 0, no paper effect)."""
+@dataclass(frozen=True)
+class PairedPower:
+    """What ``n`` paired differences could detect: their SD, the minimum detectable effect at 80% power and
+    α = 0.05 for that SD and count, and the seeds that would detect the paper's relative change (NaN where
+    undefined: fewer than 2 differences, SD 0, no paper effect or a zero baseline)."""
+
+    n: int
+    sd: float
+    mde: float
+    seeds_for_paper: float
+
+
+def power_of_pairs(diffs: Sequence[float], baseline_mean: float, paper_pct: float | None) -> PairedPower:
+    """:class:`PairedPower` of the paired differences ``diffs``; ``paper_pct`` percent of ``baseline_mean`` is
+    the paper's effect."""
     n = len(diffs)
     sd = statistics.stdev(diffs) if n >= 2 else math.nan
     if not (n >= 2 and math.isfinite(sd) and sd > 0):
-        return {"mde": math.nan, "seeds_for_paper": math.nan}
+        return PairedPower(n, sd, math.nan, math.nan)
     seeds = math.nan
     if paper_pct is not None and math.isfinite(baseline_mean) and baseline_mean != 0:
         seeds = float(seeds_needed(paper_pct / 100.0 * baseline_mean, sd))
-    return {"mde": minimum_detectable_effect(sd, n), "seeds_for_paper": seeds}
+    return PairedPower(n, sd, minimum_detectable_effect(sd, n), seeds)
 
 
 def paired_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
@@ -94,17 +106,15 @@ def describe_power(baseline: Sequence[float | None], agm: Sequence[float | None]
         return f"{metric}: n/a (a seed is missing or not finite)"
     if n < 2:
         return f"{metric}: n/a (one seed: no paired SD; run more seeds)"
-    sd = statistics.stdev(diffs)
     base = statistics.fmean(baseline)
-    if sd == 0:
+    pp = power_of_pairs(diffs, base, paper_relative)
+    if pp.sd == 0:
         return f"{metric}: the {n} paired differences are identical (SD 0): any change would be detected"
-    mde = minimum_detectable_effect(sd, n)
-    text = (f"{metric}: paired SD {sd:.{digits}g} over {n} seeds; minimum detectable effect (80% power, α = 0.05, "
-            f"{n} seeds) ±{mde:.{digits}g}")
+    text = (f"{metric}: paired SD {pp.sd:.{digits}g} over {n} seeds; minimum detectable effect (80% power, "
+            f"α = 0.05, {n} seeds) ±{pp.mde:.{digits}g}")
     if base:
-        text += f" ({100 * mde / abs(base):.1f}% of the baseline's mean)"
+        text += f" ({100 * pp.mde / abs(base):.1f}% of the baseline's mean)"
     if paper_relative is not None and base:
-        effect = paper_relative / 100 * base
-        text += (f"; the paper's {paper_relative:+.1f}% ({effect:+.{digits}g}) would need "
-                 f"{seeds_needed(effect, sd)} seeds")
+        text += (f"; the paper's {paper_relative:+.1f}% ({paper_relative / 100 * base:+.{digits}g}) would need "
+                 f"{int(pp.seeds_for_paper)} seeds")
     return text

@@ -35,7 +35,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from agm.metrics.spaces import DISTANCE_NAMES
-from agm.report.power import PAPER_RELATIVE_PCT, paired_power_columns
+from agm.report.power import PAPER_RELATIVE_PCT, power_of_pairs
 from agm.report.tables import mean_ci
 
 METRIC_FILE = re.compile(r"^metrics/([^/]+)/s(\d+)\.json$")
@@ -271,9 +271,8 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
                 finite = [d for d in diffs if math.isfinite(d)]
                 base_mean = float(np.nanmean([base.at[(config, lam, s), m] for s in seeds])) if seeds else math.nan
                 paper = PAPER_RELATIVE_PCT.get("distance" if m in DISTANCE_NAMES.values() else m)
-                powers = paired_power_columns(finite, base_mean, paper)
-                row[f"{m}_minus_baseline_mde"] = powers["mde"]
-                row[f"{m}_seeds_for_paper_effect"] = powers["seeds_for_paper"]
+                pp = power_of_pairs(finite, base_mean, paper)
+                row[f"{m}_minus_baseline_mde"], row[f"{m}_seeds_for_paper_effect"] = pp.mde, pp.seeds_for_paper
         out.append(row)
     columns = ["config", "model", "lambda", "seeds", *(c for m in metrics for c in (m, f"{m}_ci", f"{m}_n")),
                "paired_seeds", *(f"{m}{s}" for m in paired_metrics for s in (
