@@ -20,6 +20,10 @@ where dvclive or clean-fid is missing, installs the wheels carried in ``.whl/``)
                   λ = 0.1 and 1, the shuffled control at λ = 1; ``--arms``) for extra seeds, trained, sampled
                   (10,000 samples each) and evaluated, as rows (extra_seeds.csv) plus the samples (one
                   extra_seeds_<arm>.npz per arm) for the power study.
+6. ``no_detach``  the paper's stop-gradient claim (§4.4: without it training collapses within 20k steps): the
+                  default profile's AGM and its no-stop-gradient control side by side for 3 seeds (``--first-seed``)
+                  to 20,000 steps or the budget's end, their loss curves (no_detach_curves.csv) and the report's
+                  collapse rule applied to each seed's curves as far as they got (a dry run: one seed).
 
 Every section's result is merged into DIR/gpu_check.json and DIR/gpu_check.md as soon as it finishes, so a run
 cut short still returns what it measured; DIR/gpu_check.log holds every section's output. ``--dry-run`` runs the
@@ -69,6 +73,7 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("correctness", 150, 120),
     ("stages", 150, 300),
     ("extra_seeds", 600, 120),
+    ("no_detach", 540, 180),
 )
 
 
@@ -579,10 +584,93 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
+NO_DETACH_STEPS = 20_000
+"""The paper's horizon for the collapse without the stop-gradient (§4.4)."""
+
+
+def _curves(live: Path) -> Any:
+    """A run's dvclive curves so far: step, drift_loss, potential_loss (what the collapse rule reads)."""
+    import pandas as pd
+
+    cols = [pd.read_csv(live / "plots" / "metrics" / "train" / f"{key}.tsv", sep="\t").set_index("step")[[key]]
+            for key in ("drift_loss", "potential_loss")]
+    return pd.concat(cols, axis=1).dropna().reset_index()
+
+
+def section_no_detach(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """AGM and no_detach of 3 seeds trained side by side (one process each) towards 20k steps, until the budget ends;
+    the collapse rule (agm.report.controls.collapse_step) on each seed's curves as far as both got."""
+    from agm.report.controls import collapse_step, describe_collapse
+
+    deadline = time.monotonic() + args.section_budget - 15  # time left to read the curves and write the result
+    first_seed = args.first_seed if args.first_seed is not None else (900 if args.dry_run else 100)
+    seeds = [first_seed] if args.dry_run else [first_seed, first_seed + 1, first_seed + 2]
+    steps = 6 if args.dry_run else NO_DETACH_STEPS
+    overrides: dict[str, Any] = {"train.steps": steps, "train.snapshot_every": 0, "controls": ["no_detach"],
+                                 "seeds": seeds, "execution.checkpoint_every": 1000}
+    if args.dry_run:
+        overrides |= {"train.batch_size": 32, "execution.log_every": 2, "execution.checkpoint_every": 2,
+                      "eval.feature_net_epochs": 1, "execution.device": "cpu"}
+    base = read_params(DEFAULT)
+    work = tmp / "no_detach"
+    work.mkdir()
+    write_params(base, work / "params.yaml", overrides)
+    setup = run_stages(["source", "prepare"], work, "no_detach ")
+    out: dict[str, Any] = {"seeds": seeds, "steps": steps, "lambda": float(base["lambda"]), "overrides": overrides,
+                           "setup": setup, "runs": [], "collapse": []}
+    if any(r["returncode"] for r in setup):
+        out["passed"] = False
+        return out
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    procs = []
+    t0 = time.perf_counter()
+    for s in seeds:
+        for model, stage in (("agm", f"train_agm@{s}"), ("no_detach", f"train_control@no_detach-{s}")):
+            log_path = tmp / f"no_detach_{model}_{s}.log"
+            log = open(log_path, "w")
+            procs.append((model, s, log, subprocess.Popen(stage_commands([stage])[stage], shell=True, cwd=work,
+                                                          env=env, stdout=log, stderr=subprocess.STDOUT)))
+    for model, s, log, proc in procs:
+        try:
+            rc = proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:  # the budget ended: the curves so far still count
+            proc.kill()
+            rc = proc.wait()
+        log.close()
+        out["runs"].append({"model": model, "seed": s, "returncode": rc})
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    frames = []
+    for s in seeds:
+        curves = {}
+        for model in ("agm", "no_detach"):
+            live = work / "live" / model / f"s{s}"
+            if (live / "plots" / "metrics" / "train" / "drift_loss.tsv").exists():
+                curves[model] = _curves(live)
+                frames.append(curves[model].assign(model=model, seed=s))
+        if len(curves) < 2:
+            out["collapse"].append({"seed": s, "verdict": "no curves"})
+            continue
+        reached = int(min(curves["agm"]["step"].max(), curves["no_detach"]["step"].max()))
+        nd = curves["no_detach"][curves["no_detach"]["step"] <= reached]
+        c = collapse_step(nd, curves["agm"], float(base["potential"]["margin"]))
+        out["collapse"].append({"seed": s, "steps_reached": reached, "collapse_step": c.step, "reason": c.reason,
+                                "verdict": describe_collapse(c)})
+    if frames:
+        import pandas as pd
+
+        pd.concat(frames).to_csv(Path(args.out) / "no_detach_curves.csv", index=False)
+    reached = [c.get("steps_reached", 0) for c in out["collapse"]]
+    out["steps_per_s"] = round(min(reached) / out["seconds"], 2) if out["seconds"] else None
+    # a dry run must train every run to its end; on a GPU the curves are whatever the budget left time for
+    out["passed"] = bool(frames) and (not args.dry_run or all(r["returncode"] == 0 for r in out["runs"]))
+    return out
+
+
 SECTION_FUNCS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "env": section_env, "train": section_train, "train_compiled": section_train_compiled,
     "sample": section_sample, "attention": section_attention, "correctness": section_correctness,
-    "stages": section_stages, "extra_seeds": section_extra_seeds,
+    "stages": section_stages, "extra_seeds": section_extra_seeds, "no_detach": section_no_detach,
 }
 
 
@@ -653,6 +741,11 @@ def summary_md(report: dict[str, Any]) -> str:
         e = s["extra_seeds"]["result"]
         lines += ["", f"Extra default-profile seeds: {len(e['rows'])} rows (extra_seeds.csv), "
                   f"{len(e['failures'])} failures."]
+    if "no_detach" in s and s["no_detach"].get("result"):
+        nd = s["no_detach"]["result"]
+        lines += ["", f"Without the stop-gradient (λ = {nd['lambda']:g}, {nd['steps']} steps asked, "
+                  f"{nd.get('steps_per_s')} steps/s per run, no_detach_curves.csv): "
+                  + " ".join(f"seed {c['seed']}: {c['verdict']}" for c in nd["collapse"])]
     for name, sec in s.items():
         if sec["status"] not in ("ok",):
             lines.append(f"\n**{name}: {sec['status']}** — {sec.get('error', '')[:400]}")
@@ -795,7 +888,8 @@ def main() -> int:
     ap.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--arms", nargs="+", help=f"extra_seeds: the arms, model or model@lambda (default: "
                     f"{' '.join(ARMS)}; dry run: baseline shuffled@1.0, both the main and the control stages)")
-    ap.add_argument("--first-seed", type=int, help="extra_seeds: the first training seed (default: 100; dry: 900)")
+    ap.add_argument("--first-seed", type=int,
+                    help="extra_seeds, no_detach: the first training seed (default: 100; dry: 900)")
     args = ap.parse_args()
     if args.arms is None:
         args.arms = ["baseline", "shuffled@1.0"] if args.dry_run else list(ARMS)
