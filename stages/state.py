@@ -1,4 +1,4 @@
-"""`python -m stages.state`: list or prune the training runs' resume state (agm.run_state). Not a DVC stage.
+"""`python -m stages.state`: list or prune the training runs' resume state (agm.training.run_state). Not a DVC stage.
 
     python -m stages.state list                          # every state folder: size, last write, name
     python -m stages.state prune --older-than-days 30    # remove folders last written over 30 days ago
@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from agm.config import ParamsError
-from agm.run_state import prune, state_folders, state_root
+from agm.config.errors import ParamsError
+from agm.training.run_state import prune, state_folders, state_root
 from stages import run
 
 

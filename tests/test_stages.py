@@ -20,13 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sample_stage_killed_mid_write_leaves_no_output(tmp_path: Path) -> None:
-    from agm.model_file import save_model
-    from agm.nets import DriftUNet
+    from agm.math.nets import DriftUNet
+    from agm.models.files import save_model
 
     unet = dict(in_channels=1, resolution=8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                 attn_resolutions=(), time_embed_dim=16, head_channels=8, dropout=0.0, groups=4)
     save_model(tmp_path / "model.pt", ema=DriftUNet(**unet).state_dict(), unet=unet, potential=None,
-               potential_kwargs=None, step=0, lam=0.0)
+               potential_kwargs=None, step=0)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     # many small batches at a high NFE: the stage is mid-write for several seconds
     params["sample"].update(num_samples=4000, batch_size=20, nfe=400)

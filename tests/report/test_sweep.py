@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from agm.report.power import PAPER_RELATIVE_PCT, minimum_detectable_effect, seeds_needed
+from agm.report.stats import minimum_detectable_effect, seeds_needed
 from agm.report.sweep import (
     config_id,
     incomplete,
@@ -22,6 +22,7 @@ from agm.report.sweep import (
     sweep_rows,
     without_workspace,
 )
+from agm.report.tables import PAPER_RELATIVE_PCT
 
 T_975_DF1 = 12.706204736174707  # t_{0.975, 1}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -271,7 +272,7 @@ def test_a_nan_seed_is_counted_out():
 
 
 def _stage(tmp_path: Path, monkeypatch, capsys, show: list, *extra: str) -> tuple[int, str]:
-    """Run `python -m stages.sweep --exp-json <show> --out <tmp>/out <extra>`: (exit code, stderr)."""
+    """Run `python -m tools.sweep --exp-json <show> --out <tmp>/out <extra>`: (exit code, stderr)."""
     import json
     import sys
 
