@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE_FILES = ("agm", "stages", ".dvc", "dvc.yaml", ".gitignore", ".dvcignore", "requirements.txt")
+PIPELINE_FILES = ("agm", "stages", "tools", ".dvc", "dvc.yaml", ".gitignore", ".dvcignore", "requirements.txt")
 """What a `dvc repro` in a temporary repository needs of this one (params.yaml is the test's own)."""
 
 B = 8

@@ -45,6 +45,24 @@ def test_no_module_imports_a_higher_layer(module: str) -> None:
     assert not higher, f"{module} (layer {_layer(module)}) imports {higher}"
 
 
+def test_every_module_of_agm_is_in_a_layer_package() -> None:
+    # ``ls agm/`` shows the layers: no module beside the packages but the variants table
+    flat = [m for m in _modules() if m.startswith("agm.") and not any(
+        m == p or m.startswith(p + ".") for layer in LAYERS.values() for p in layer if p != "agm")]
+    assert not flat, f"modules outside the layer packages: {flat}"
+
+
+def test_stages_holds_the_pipeline_stages_only() -> None:
+    import re
+
+    import yaml
+
+    cmds = [s["cmd"] for s in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()]
+    in_dvc = {m for cmd in cmds for m in re.findall(r"python -m (stages\.\w+)", cmd)}
+    stages = {m for m in _modules() if m.startswith("stages.")}
+    assert stages == in_dvc, f"not a DVC stage: {sorted(stages - in_dvc)}"
+
+
 def test_no_stage_imports_another_stage() -> None:
     for module in _modules():
         if module.startswith("stages."):

@@ -2,7 +2,8 @@
 
 Batch b of the n samples comes from its own generator (agm.math.solver.sample_batch), so the processes can
 share the batches out (agm.training.distributed.gathered) and rank 0 still receives exactly the images one process
-would draw. Kept apart from agm.training.distributed so that training does not import the sampler.
+would draw. Kept apart from agm.training.distributed so that training does not import the solver
+(an edit of the solver re-runs no training stage).
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ def _stage(tmp_path: Path, monkeypatch, capsys, show: list, *extra: str) -> tupl
     import json
     import sys
 
-    from stages import sweep
+    from tools import sweep
 
     (tmp_path / "show.json").write_text(json.dumps(show))
     monkeypatch.setattr(sys, "argv", ["sweep", "--exp-json", str(tmp_path / "show.json"),
@@ -316,7 +316,7 @@ def test_stage_takes_the_workspace_rows_only_when_dvc_status_is_clean(tmp_path, 
 
 
 def test_stage_asks_for_the_workspace_status_when_it_runs_dvc(tmp_path, monkeypatch, capsys):
-    from stages import sweep
+    from tools import sweep
 
     answers = {("exp", "show"): _show(), ("status",): {"report": [{"changed deps": {"metrics": "modified"}}]}}
     monkeypatch.setattr(sweep, "_dvc_json", lambda *args: answers[args])

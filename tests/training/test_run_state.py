@@ -139,8 +139,8 @@ def test_prune_needs_an_age_or_a_size(tmp_path):
 def test_the_state_command_lists_and_prunes(tmp_path, monkeypatch, capsys):
     import sys
 
-    from stages import run
-    from stages.state import main
+    from agm.config.errors import run_main as run
+    from tools.state import main
 
     now = time.time()
     old = _folder(tmp_path, "agm-s0-" + "a" * 16, 100, 40, now)

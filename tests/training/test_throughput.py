@@ -283,7 +283,8 @@ def _tiny_params(tmp_path: Path) -> Path:
 
 
 def _benchmark(monkeypatch, *args: str) -> None:
-    from stages import benchmark, run
+    from agm.config.errors import run_main as run
+    from tools import benchmark
 
     monkeypatch.setattr(sys, "argv", ["benchmark", *args])
     run(benchmark.main)

@@ -1,8 +1,8 @@
-"""`python -m stages.state`: list or prune the training runs' resume state (agm.training.run_state). Not a DVC stage.
+"""`python -m tools.state`: list or prune the training runs' resume state (agm.training.run_state). Not a DVC stage.
 
-    python -m stages.state list                          # every state folder: size, last write, name
-    python -m stages.state prune --older-than-days 30    # remove folders last written over 30 days ago
-    python -m stages.state prune --max-gb 50 --dry-run   # what keeping 50 GB (newest first) would remove
+    python -m tools.state list                          # every state folder: size, last write, name
+    python -m tools.state prune --older-than-days 30    # remove folders last written over 30 days ago
+    python -m tools.state prune --max-gb 50 --dry-run   # what keeping 50 GB (newest first) would remove
 
 The folders live under $AGM_STATE_DIR, else .agm_state/ in the workspace. A folder whose run is training
 (locked) is never removed; removing one only means that run, if DVC has not kept its outputs, trains again.
@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from agm.config.errors import ParamsError
+from agm.config.errors import ParamsError, run_main
 from agm.training.run_state import prune, state_folders, state_root
-from stages import run
 
 
 def _row(size: int, last_write: float, name: str) -> str:
@@ -56,4 +55,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_main(main)
