@@ -43,7 +43,7 @@ def main() -> None:
     missing: list[str] = []  # a seed's missing output shows as n/a in the report
     optional = functools.partial(load_optional, missing=missing)
     agm_model = runs / "agm" / first / "model.pt"
-    with_v = optional(has_potential, agm_model) is not False  # AGM's V, as its run built it (missing: n/a)
+    with_v = not agm_model.is_file() or has_potential(agm_model)  # AGM's V as its run built it (missing: n/a)
     outputs = RunOutputs(
         models=models, seeds=seeds,
         real=load_image_set(args.real).images,

@@ -112,7 +112,7 @@ def test_train_stage_trains_afresh_after_a_code_change_and_keeps_the_old_state(t
     assert len(state) == 1
     _train_stage(code, work, steps=4)  # the same identity: its finished state, the same model, no step trained
     assert _resumed_from(work) == 4 and _model_bytes(work) == first and _states(work) == state
-    losses = code / "agm" / "losses.py"
+    losses = code / "agm" / "math" / "losses.py"
     text = losses.read_text()
     edited = text.replace("return (f_out.float() - target.float()).square().flatten(1).mean(1)",
                           "return (f_out.float() - target.float()).abs().flatten(1).mean(1)")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agm.config.errors import ParamsError
 from agm.config.params import (
     DataParams,
     ModelParams,
     Params,
-    ParamsError,
     TrainParams,
     load_params,
     resolve_device,

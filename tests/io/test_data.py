@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from agm.config.errors import DataError
 from agm.io.data import (
-    DataError,
     ImageSet,
     check_batch_size,
     load_digits,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agm.config.errors import CheckpointMismatchError
 from agm.training.checkpoints import (
-    CheckpointMismatchError,
     config_differences,
     load_checkpoint,
     resume_state,

@@ -20,11 +20,11 @@ import yaml
 from helpers import reordered_tol, stage_error
 from PIL import Image
 
+from agm.config.errors import StaleFeaturesError
 from agm.io.provenance import file_sha256
 from agm.math.metrics import (
     INCEPTION_WEIGHTS_FILENAME,
     MissingWeightsError,
-    StaleFeaturesError,
     check_extractor,
     check_inception_weights,
     cleanfid_features,
