@@ -1,13 +1,19 @@
 """agm — Action-Inspired Generative Models, the library behind the DVC pipeline (equations: docs/spec.md).
 
 This package file imports nothing, so each stage runs only the modules it imports (and its DVC deps,
-derived from that import closure by ``agm.provenance``, stay exact). Import from the modules:
+derived from that import closure by ``agm.io.provenance``, stay exact). Its packages are the layers, lowest
+first; a module never imports one of a higher layer (tests/test_layers.py):
 
-- ``agm.bridge`` [§1]:   ``sample_bridge(x0, x1, t, eps, sigma_max) -> BridgeSample(x_t, target, t, schedule)``
-- ``agm.nets`` [§5]:     ``DriftUNet`` f_θ(x, t), ``Potential`` V_φ(x)
-- ``agm.losses`` [§2-4]: ``potential_loss``, ``importance_weights(v, lam, clamp)``, ``drift_loss`` (per sample)
-- ``agm.ema``:           ``EMA(model, decay).update(model)``
-- ``agm.sampler`` [§6]:  ``euler_maruyama(f, shape, nfe, g, generator)``, ``sample_batches(...)``
-- ``agm.train`` [§4]:    ``AGMTrainer`` (one step in the paper's order), ``train(...)`` (the loop, resumable)
-- ``agm.metrics``:       ``frechet_distance``, ``precision_recall``
+1. ``agm.config``   params.yaml → frozen dataclasses, their checks, the user errors; ``agm.io``: atomic
+   writes, image sets, image grids, content hashes and import closures
+2. ``agm.math``     the paper's equations: ``bridge`` [§1], ``losses`` [§2-4], ``nets`` [§5] (f_θ, V_φ), ``ema``,
+   ``solver`` [§6] (Euler–Maruyama), ``time_bins`` (per-t weight tables), ``action_matching``, ``saliency``,
+   ``metrics`` [§8] (Fréchet and kernel distances, precision/recall)
+3. ``agm.training`` (its lower part) processes (``distributed``), training-state files (``checkpoints``), the
+   state folder of a run identity (``run_state``)
+4. ``agm.training`` (the rest) the weightings, the trainers (one step each), the loop, how a run executes
+   (``execution``) and speed measurements (``throughput``, ``peak_flops``)
+5. ``agm.models``   trained model files and the samples drawn from them
+6. ``agm.variants`` the table of runnable variants (one row each); ``agm.report``: the report page
+7. ``stages``       the DVC stages (outside this package), one ``agm`` call each
 """

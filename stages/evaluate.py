@@ -1,7 +1,7 @@
 """Stage `evaluate`: Fréchet distance, kernel distance, precision and recall of one model's samples (Table 3).
 
 The metrics are named for their feature space: `fid` and `kid` only for clean-fid's Inception-v3, `fd_digits` and
-`kd_digits` (the kernel distance, agm/metrics/kernel.py) for the default profile's digit-classifier features. The
+`kd_digits` (the kernel distance, agm/math/metrics/kernel.py) for the default profile's digit-classifier features. The
 real features are read (and `eval.inception_weights`, `auto` or a path, resolved against their recorded sha256)
 before the samples.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agm.config import load_params, resolve_device
-from agm.io import write_json
-from agm.metrics.kernel import KERNEL_SEED
-from agm.metrics.spaces import feature_extractor, load_real_features, sample_quality
+from agm.config.params import load_params, resolve_device
+from agm.io.atomic import write_json
+from agm.math.metrics.kernel import KERNEL_SEED
+from agm.math.metrics.sample_quality import feature_extractor, load_real_features, sample_quality
 from stages import run
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from agm.config import load_params, resolve_device
-from agm.data import DataError, load_image_set
-from agm.io import atomic_dir, write_json
-from agm.metrics import save_feature_net, save_features, train_feature_net, weights_digest
-from agm.metrics.inception import resolve_inception_weights
-from agm.metrics.kernel import KERNEL_SEED
-from agm.metrics.spaces import feature_extractor, sample_quality
+from agm.config.errors import DataError
+from agm.config.params import load_params, resolve_device
+from agm.io.atomic import atomic_dir, write_json
+from agm.io.data import load_image_set
+from agm.math.metrics import save_feature_net, save_features, train_feature_net, weights_digest
+from agm.math.metrics.inception import resolve_inception_weights
+from agm.math.metrics.kernel import KERNEL_SEED
+from agm.math.metrics.sample_quality import feature_extractor, sample_quality
 from stages import run
 
 

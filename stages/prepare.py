@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from agm.config import load_params
-from agm.data import DataError, load_digits, load_hf_dataset, load_image_folder, save_image_set, split_holdout
+from agm.config.errors import DataError
+from agm.config.params import load_params
+from agm.io.data import load_digits, load_hf_dataset, load_image_folder, save_image_set, split_holdout
 from stages import run
 
 

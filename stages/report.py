@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agm.config import RESULT_KEYS, load_params
-from agm.data import load_image_set
-from agm.io import atomic_dir
-from agm.provenance import code_digest, path_digest
+from agm.config.params import RESULT_KEYS, load_params
+from agm.io.atomic import atomic_dir
+from agm.io.data import load_image_set
+from agm.io.provenance import code_digest, path_digest
+from agm.math.time_bins import TimeWeightTable
+from agm.models.files import has_potential
 from agm.report.build import build_report, load_json, load_optional, read_live_curves
 from agm.report.sections import RunOutputs
-from agm.time_weighting import TimeWeightTable
 from stages import run
 
 
@@ -39,9 +40,10 @@ def main() -> None:
     runs, live, samples = Path(args.runs), Path(args.live), Path(args.samples)
     metrics_dir, steps_dir = Path(args.metrics), Path(args.steps)
     first = f"s{seeds[0]}"
-    has_potential = params.lam > 0
     missing: list[str] = []  # a seed's missing output shows as n/a in the report
     optional = functools.partial(load_optional, missing=missing)
+    agm_model = runs / "agm" / first / "model.pt"
+    with_v = not agm_model.is_file() or has_potential(agm_model)  # AGM's V as its run built it (missing: n/a)
     outputs = RunOutputs(
         models=models, seeds=seeds,
         real=load_image_set(args.real).images,
@@ -51,9 +53,8 @@ def main() -> None:
         features_metrics=load_json(metrics_dir / "features.json"),
         steps={m: [optional(pd.read_csv, steps_dir / m / f"s{seed}.csv") for seed in seeds]
                for m in ("baseline", "agm")},
-        agm_model=runs / "agm" / first / "model.pt" if has_potential else None,
-        time_table=optional(TimeWeightTable.load, runs / "agm" / first / "time_weights.json") if has_potential
-        else None,
+        agm_model=agm_model if with_v else None,
+        time_table=optional(TimeWeightTable.load, runs / "agm" / first / "time_weights.json") if with_v else None,
     )
     if missing:
         print(f"report: missing, shown as n/a: {', '.join(missing)}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 Writes samples.npy (uint8 (N, C, H, W), `sample.num_samples` at `sample.nfe`) batch by batch, and the
 Fig. 3 grid (grid.npy, grid.png: `sample.grid_size` images at `sample.grid_nfe` from the seed's own grid
-noise, `agm.sampler.grid_seed`, which no sample batch shares). With `execution.nproc` > 1 the batches are
+noise, `agm.math.solver.grid_seed`, which no sample batch shares). With `execution.nproc` > 1 the batches are
 shared among that many processes (torchrun); every batch has its own seed, so the images are those of one
 process, and rank 0 alone writes.
 """
@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agm.checkpoint import load_checkpoint
-from agm.config import load_params, resolve_device
-from agm.data import to_uint8
-from agm.distributed import close_process_group, init_process_group, launch
-from agm.image_grid import save_image_grid
-from agm.io import atomic_dir
-from agm.model_file import image_shape, load_drift
-from agm.sampler import euler_maruyama, grid_seed
-from agm.sampling import gathered_samples
+from agm.config.params import load_params, resolve_device
+from agm.io.atomic import atomic_dir
+from agm.io.data import to_uint8
+from agm.io.image_grid import save_image_grid
+from agm.math.solver import euler_maruyama, grid_seed
+from agm.models.files import image_shape, load_drift
+from agm.models.samples import gathered_samples
+from agm.training.checkpoints import load_checkpoint
+from agm.training.distributed import close_process_group, init_process_group, launch
 from stages import run
 
 

@@ -1,4 +1,4 @@
-"""Stage `source`: what the images of `data.source` are, by content (agm.provenance.source_manifest).
+"""Stage `source`: what the images of `data.source` are, by content (agm.io.provenance.source_manifest).
 
 DVC tracks files in the workspace only; an image folder or a `save_to_disk` folder elsewhere is not one.
 This stage hashes it (or scikit-learn's digits file) at every `dvc repro` (`always_changed` in dvc.yaml)
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from agm.config import load_params
-from agm.io import write_json
-from agm.provenance import source_manifest
+from agm.config.params import load_params
+from agm.io.atomic import write_json
+from agm.io.provenance import source_manifest
 from stages import run
 
 

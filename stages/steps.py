@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agm.checkpoint import load_checkpoint
-from agm.config import load_params, resolve_device
-from agm.distributed import close_process_group, init_process_group, launch
-from agm.io import atomic_path
-from agm.metrics.spaces import feature_extractor, load_real_features, sample_quality
-from agm.model_file import image_shape, load_drift
-from agm.sampling import gathered_samples
+from agm.config.params import load_params, resolve_device
+from agm.io.atomic import atomic_path
+from agm.math.metrics.sample_quality import feature_extractor, load_real_features, sample_quality
+from agm.models.files import image_shape, load_drift
+from agm.models.samples import gathered_samples
+from agm.training.checkpoints import load_checkpoint
+from agm.training.distributed import close_process_group, init_process_group, launch
 from stages import run
 
 

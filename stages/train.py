@@ -3,7 +3,7 @@
 Variants share this one script: ``baseline`` (λ = 0, no V), ``agm``, and the controls ``no_detach``,
 ``time_only`` (with ``--time-weights``, an AGM run's per-t weights), ``action_matching`` and ``shuffled``.
 Resume state is not a DVC output: it lives in a folder keyed by the run's identity (configuration, data
-hash, code hash, library versions) under ``$AGM_STATE_DIR`` or ``.agm_state/`` (agm.run_state), locked
+hash, code hash, library versions) under ``$AGM_STATE_DIR`` or ``.agm_state/`` (agm.training.run_state), locked
 while this stage trains, so a killed run resumes, another identity never does, and DVC's run-cache can
 save and restore the outputs. With `execution.nproc` = N > 1 the stage validates its inputs and reruns
 itself as N processes (torchrun on this node); under torchrun (that one, or a multi-node job's) the
@@ -21,17 +21,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from agm.accelerate import accelerate, amp_warning, configure_backends
-from agm.config import Params, ParamsError, load_params, resolve_device
-from agm.data import check_batch_size, load_image_set
-from agm.distributed import close_process_group, init_process_group, launch, launched_processes
-from agm.io import atomic_dir, write_json
-from agm.nets import count_parameters
-from agm.provenance import code_digest, file_sha256
-from agm.run_state import library_versions, locked, state_dir, state_root
-from agm.time_weighting import TimeWeightTable
-from agm.train import train
-from agm.variants import VARIANTS, Variant, build_run, run_identity, save_run
+from agm.config.errors import ParamsError
+from agm.config.params import Params, load_params, resolve_device
+from agm.io.atomic import atomic_dir, write_json
+from agm.io.data import check_batch_size, load_image_set
+from agm.io.provenance import code_digest, file_sha256
+from agm.math.nets import count_parameters
+from agm.math.time_bins import TimeWeightTable
+from agm.training.distributed import close_process_group, init_process_group, launch, launched_processes
+from agm.training.execution import amp_warning, apply_execution, configure_backends
+from agm.training.loop import train
+from agm.training.run_state import library_versions, locked, state_dir, state_root
+from agm.variants import VARIANTS, Variant, save_run
 from stages import run
 
 
@@ -50,9 +51,9 @@ def main() -> None:
         raise ParamsError(f"--seed must be >= 0, got {args.seed}")
     if variant.needs_time_table and not args.time_weights:
         ap.error(f"--variant {args.variant} needs --time-weights (an AGM run's time_weights.json)")
-    if args.variant == "no_detach" and launched_processes() > 1:
-        raise ParamsError("the no_detach control runs in one process (under torchrun its gradient through the "
-                          "global-batch softmax would miss the other ranks' terms); run it without torchrun")
+    if variant.single_process and launched_processes() > 1:
+        raise ParamsError(f"the {args.variant} variant runs in one process (its row in agm.variants is "
+                          "single_process); run it without torchrun")
     params = load_params(args.params, (*variant.sections, "execution"))
     execution = params.execution
     table = TimeWeightTable.load(args.time_weights) if variant.needs_time_table else None
@@ -61,14 +62,16 @@ def main() -> None:
     params.model.check_resolution(data.images.shape[2])
     channels, resolution = data.images.shape[1], data.images.shape[2]
     device = resolve_device(execution.device)
-    # the run's identity: what changes its result, nothing of how it executes (agm.run_state)
-    identity = {**run_identity(params, args.variant, args.seed, channels, resolution, device.type, table),
+    # the run's identity: what changes its result, nothing of how it executes (agm.training.run_state)
+    identity = {**variant.identity(params, args.seed, channels, resolution, device.type, table),
                 "data": {"n": len(data.images), "sha256": file_sha256(args.data)},
                 "code": code_digest("stages.train"), "versions": library_versions(device.type)}
     name = f"train[{args.variant}, seed {args.seed}]"
     state = state_dir(state_root(), f"{args.variant}-s{args.seed}", identity)
+    if note := variant.note(params):
+        print(f"{name}: {note}")
     nproc = execution.nproc
-    if args.variant == "no_detach" and nproc > 1:  # see the refusal above
+    if variant.single_process and nproc > 1:  # see the refusal above
         print(f"{args.variant}: trains in one process (execution.nproc {nproc} applies to the other variants)")
         nproc = 1
     with contextlib.ExitStack() as stack:
@@ -86,7 +89,7 @@ def train_and_write(args: argparse.Namespace, variant: Variant, params: Params, 
     """Train in this process (the only one, or one of torchrun's); rank 0 logs and writes the outputs."""
     execution = params.execution
     rank = init_process_group(device)
-    built = build_run(params, args.variant, args.seed, images.shape[1], images.shape[2], device, table)
+    built = variant.build(params, args.seed, images.shape[1], images.shape[2], device, table)
     trainer = built.trainer
     n_f, n_v = count_parameters(trainer.f), count_parameters(trainer.V) if trainer.V is not None else 0
     if rank == 0:
@@ -95,7 +98,7 @@ def train_and_write(args: argparse.Namespace, variant: Variant, params: Params, 
     if rank == 0 and (warning := amp_warning(device, params.train.amp)):
         print(f"{name}: warning: {warning}", file=sys.stderr)
     applied = configure_backends(device)
-    applied += accelerate(trainer, compile=execution.compile, channels_last=execution.channels_last,
+    applied += apply_execution(trainer, compile=execution.compile, channels_last=execution.channels_last,
                           distributed=launched_processes() > 1)
     if rank == 0 and applied:
         print(f"{name}: {', '.join(applied)}")

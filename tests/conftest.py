@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from agm.nets import DriftUNet, Potential
+from agm.math.nets import DriftUNet, Potential
 
 # A U-Net small enough for hundreds of CPU steps in seconds: 1 channel, 8x8, 2 scales (8, 4).
 TINY_UNET = dict(

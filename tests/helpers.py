@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE_FILES = ("agm", "stages", ".dvc", "dvc.yaml", ".gitignore", ".dvcignore", "requirements.txt")
+PIPELINE_FILES = ("agm", "stages", "tools", ".dvc", "dvc.yaml", ".gitignore", ".dvcignore", "requirements.txt")
 """What a `dvc repro` in a temporary repository needs of this one (params.yaml is the test's own)."""
 
 B = 8
@@ -46,9 +46,9 @@ def without_timing(history: list[dict]) -> list[dict]:
 def agm_trainer(f, V=None, *, lam: float = 0.0, clamp=(0.1, 10.0), detach: bool = True, time_table=None, **kw):
     """An AGMTrainer with the weighting the arguments describe (as agm.variants builds them from params):
     a time table → TimeTableWeights; a V → PotentialWeights(V, lam, clamp, detach); neither → UnitWeights."""
-    from agm.agm_trainer import AGMTrainer
-    from agm.trainer_base import AMP_DTYPES
-    from agm.weightings import PotentialWeights, TimeTableWeights, UnitWeights
+    from agm.training.agm_trainer import AGMTrainer
+    from agm.training.trainer_base import AMP_DTYPES
+    from agm.training.weightings import PotentialWeights, TimeTableWeights, UnitWeights
 
     if time_table is not None:
         weighting = TimeTableWeights(time_table)
@@ -152,12 +152,12 @@ def accumulation_terms(module: nn.Module, *inputs: torch.Tensor, backward: bool 
     - Linear: in_features; backward, out_features and the number of rows.
     - GroupNorm: its mean and variance over a group (C/G·H·W); backward, their gradients.
     - AdaptiveAvgPool2d: the pooled window, forward and backward.
-    - agm.nets.unet.SelfAttention (its scaled_dot_product_attention is not a module): QKᵀ over the head
+    - agm.math.nets.unet.SelfAttention (its scaled_dot_product_attention is not a module): QKᵀ over the head
       dimension d and PV over the H·W positions; backward, dS, dV, dQ and dK.
 
     Element-wise layers sum nothing. A path through the computation sums at most all of these.
     """
-    from agm.nets.unet import SelfAttention
+    from agm.math.nets.unet import SelfAttention
 
     terms = 0
 
@@ -222,7 +222,7 @@ def adam_reach(*, lr: float, betas: tuple[float, float], steps: int) -> float:
 
 
 def float32_of_float64_tol(*, float32_terms: int, scale: float, net_terms: int = 0, condition: float = 1.0) -> float:
-    """:func:`reordered_tol` for a float32 quantity computed from float64 networks (agm.losses and the
+    """:func:`reordered_tol` for a float32 quantity computed from float64 networks (agm.math.losses and the
     weightings cast their inputs to float32, for autocast): the networks' own float64 bound (``net_terms``,
     :data:`NET_CONDITION`), plus one float32 rounding of the cast and the ``float32_terms`` of the float32
     sums after it (``condition`` theirs, e.g. centring before a standard deviation). Two float64 values that

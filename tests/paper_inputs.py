@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from agm.metrics import INCEPTION_WEIGHTS_FILENAME
+from agm.math.metrics import INCEPTION_WEIGHTS_FILENAME
 
 PAPER_TINY_SIZES: dict[str, Any] = {
     "train.steps": 2,                # one EMA snapshot before the final step: a two-point metric-vs-steps curve

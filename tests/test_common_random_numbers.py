@@ -2,7 +2,7 @@
 
 They share f's initialisation, every batch (indices, x0, ε, t, z) of training, and every noise draw of sampling,
 so a paired difference over seeds measures the weighting, not the luck of the draws (agm/variants.py,
-agm/train.py, agm/sampler.py).
+agm/training/loop.py, agm/math/solver.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agm.config import load_params
-from agm.sampler import sample_batch
-from agm.train import train
+from agm.config.params import load_params
+from agm.math.solver import sample_batch
+from agm.training.loop import train
 from agm.variants import VARIANTS, build_run
 
 ROOT = Path(__file__).resolve().parents[1]

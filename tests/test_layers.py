@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import pytest
 
-from agm.provenance import ROOT, _imported_modules, module_file
+from agm.io.provenance import ROOT, _imported_modules, module_file
 
 LAYERS: dict[int, tuple[str, ...]] = {
-    1: ("agm", "agm.io", "agm.validate", "agm.config", "agm.provenance", "agm.data", "agm.image_grid"),
-    2: ("agm.bridge", "agm.losses", "agm.nets", "agm.ema", "agm.sampler", "agm.time_weighting",
-        "agm.action_matching", "agm.saliency", "agm.metrics"),
-    3: ("agm.distributed", "agm.checkpoint", "agm.run_state"),
-    4: ("agm.trainer_base", "agm.weightings", "agm.agm_trainer", "agm.action_matching_trainer", "agm.train",
-        "agm.accelerate", "agm.peaks", "agm.perf", "agm.sampling"),
-    5: ("agm.model_file",),
+    1: ("agm", "agm.config", "agm.io"),
+    2: ("agm.math",),
+    3: ("agm.training.distributed", "agm.training.checkpoints", "agm.training.run_state"),
+    4: ("agm.training",),
+    5: ("agm.models",),
     6: ("agm.variants", "agm.report"),
     7: ("stages",),
 }
+"""Each package of agm/ is one layer (agm.training is two: its processes and state files below the rest of it)."""
 
 
 def _layer(module: str) -> int:
@@ -44,6 +43,24 @@ def _imports(module: str) -> set[str]:
 def test_no_module_imports_a_higher_layer(module: str) -> None:
     higher = sorted(m for m in _imports(module) if _layer(m) > _layer(module))
     assert not higher, f"{module} (layer {_layer(module)}) imports {higher}"
+
+
+def test_every_module_of_agm_is_in_a_layer_package() -> None:
+    # ``ls agm/`` shows the layers: no module beside the packages but the variants table
+    flat = [m for m in _modules() if m.startswith("agm.") and not any(
+        m == p or m.startswith(p + ".") for layer in LAYERS.values() for p in layer if p != "agm")]
+    assert not flat, f"modules outside the layer packages: {flat}"
+
+
+def test_stages_holds_the_pipeline_stages_only() -> None:
+    import re
+
+    import yaml
+
+    cmds = [s["cmd"] for s in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()]
+    in_dvc = {m for cmd in cmds for m in re.findall(r"python -m (stages\.\w+)", cmd)}
+    stages = {m for m in _modules() if m.startswith("stages.")}
+    assert stages == in_dvc, f"not a DVC stage: {sorted(stages - in_dvc)}"
 
 
 def test_no_stage_imports_another_stage() -> None:
@@ -81,7 +98,7 @@ def test_importing_config_loads_neither_torch_trainers_nor_report() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, agm.config; bad = [m for m in sys.modules if m == 'torch' or m.startswith("
-            "('agm.train', 'agm.agm_trainer', 'agm.report'))]; print(bad); sys.exit(bool(bad))")
+    code = ("import sys, agm.config.params; bad = [m for m in sys.modules if m == 'torch' or m.startswith("
+            "('agm.training.loop', 'agm.training.agm_trainer', 'agm.report'))]; print(bad); sys.exit(bool(bad))")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

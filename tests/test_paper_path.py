@@ -37,9 +37,9 @@ from paper_inputs import (
     write_standin_inception,
 )
 
-from agm.config import load_params
-from agm.data import ImageSet, load_image_set, split_holdout
-from agm.provenance import file_sha256
+from agm.config.params import load_params
+from agm.io.data import ImageSet, load_image_set, split_holdout
+from agm.io.provenance import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "profiles" / "paper.yaml"
@@ -205,7 +205,7 @@ def test_no_network_access_was_attempted(paper_run: PaperRun) -> None:
 
 
 def test_unet_and_potential_have_the_paper_sizes(paper_run: PaperRun) -> None:
-    from agm.nets import DriftUNet, count_parameters
+    from agm.math.nets import DriftUNet, count_parameters
 
     model = load_params(PAPER, ["model"]).model
     n_f = count_parameters(DriftUNet(**model.kwargs(3, 64)))

@@ -26,7 +26,7 @@ import yaml
 from helpers import adam_reach, copy_pipeline, ran_stages, sh
 from PIL import Image
 
-from agm.report.tables import mean_ci
+from agm.report.stats import mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "tiny_params.yaml"
@@ -103,8 +103,8 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
 
 
 def test_bytecode_and_tool_caches_leave_dvc_status_clean(repo: Path) -> None:
-    """A new user's shell writes __pycache__ into agm/ and stages/, folder deps of most stages (agm/nets,
-    agm/metrics, ...): .dvcignore keeps bytecode and tool caches out of every dep. PYTHONDONTWRITEBYTECODE,
+    """A new user's shell writes __pycache__ into agm/ and stages/, folder deps of most stages (agm/math/nets,
+    agm/math/metrics, ...): .dvcignore keeps bytecode and tool caches out of every dep. PYTHONDONTWRITEBYTECODE,
     which this suite's shell may set, is unset for the commands that write them."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     importer = ("import importlib, pkgutil, agm, stages\n"
@@ -164,8 +164,8 @@ def test_ablation_reruns_only_the_agm_branch(repo: Path) -> None:
 
 
 def test_sweep_gathers_lambda_from_experiments(repo: Path) -> None:
-    """After the λ = 0 experiment, `stages.sweep` finds λ = 0.1 (the commit) and λ = 0 (the experiment)."""
-    sh(["python", "-m", "stages.sweep", "--out", "sweep"], repo)
+    """After the λ = 0 experiment, `tools.sweep` finds λ = 0.1 (the commit) and λ = 0 (the experiment)."""
+    sh(["python", "-m", "tools.sweep", "--out", "sweep"], repo)
     rows = pd.read_csv(repo / "sweep" / "runs.csv")
     agm = rows[rows["model"] == "agm"]
     assert sorted(set(agm["lambda"])) == [0.0, 0.1]

@@ -1,4 +1,4 @@
-"""Every DVC stage declares exactly the project code it runs (agm.provenance's import closure).
+"""Every DVC stage declares exactly the project code it runs (agm.io.provenance's import closure).
 
 DVC re-runs a stage only when a declared dep changes, so a file the stage imports but does not declare
 leaves stale outputs after an edit, and a declared file it never imports re-runs it for nothing. The
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agm.provenance import PROJECT_PACKAGES, ROOT, code_digest, files_digest, import_closure
+from agm.io.provenance import PROJECT_PACKAGES, ROOT, code_digest, files_digest, import_closure
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 CMD = re.compile(r"python -m (stages\.\w+)")
@@ -124,7 +124,7 @@ def test_stages_declare_only_the_keys_they_read() -> None:
 
 
 def test_the_report_declares_every_key_that_changes_a_result() -> None:
-    from agm.config import RESULT_KEYS
+    from agm.config.params import RESULT_KEYS
 
     assert set(_params("report")) == set(RESULT_KEYS)
 

@@ -20,13 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sample_stage_killed_mid_write_leaves_no_output(tmp_path: Path) -> None:
-    from agm.model_file import save_model
-    from agm.nets import DriftUNet
+    from agm.math.nets import DriftUNet
+    from agm.models.files import save_model
 
     unet = dict(in_channels=1, resolution=8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                 attn_resolutions=(), time_embed_dim=16, head_channels=8, dropout=0.0, groups=4)
     save_model(tmp_path / "model.pt", ema=DriftUNet(**unet).state_dict(), unet=unet, potential=None,
-               potential_kwargs=None, step=0, lam=0.0)
+               potential_kwargs=None, step=0)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     # many small batches at a high NFE: the stage is mid-write for several seconds
     params["sample"].update(num_samples=4000, batch_size=20, nfe=400)
@@ -112,7 +112,7 @@ def test_train_stage_trains_afresh_after_a_code_change_and_keeps_the_old_state(t
     assert len(state) == 1
     _train_stage(code, work, steps=4)  # the same identity: its finished state, the same model, no step trained
     assert _resumed_from(work) == 4 and _model_bytes(work) == first and _states(work) == state
-    losses = code / "agm" / "losses.py"
+    losses = code / "agm" / "math" / "losses.py"
     text = losses.read_text()
     edited = text.replace("return (f_out.float() - target.float()).square().flatten(1).mean(1)",
                           "return (f_out.float() - target.float()).abs().flatten(1).mean(1)")

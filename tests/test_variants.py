@@ -1,4 +1,5 @@
-"""Tests for agm/variants.py: the table agrees with dvc.yaml and config, and every row builds and steps."""
+"""Tests for agm/variants.py: the table agrees with dvc.yaml and config, every row builds and steps, λ = 0 is
+decided by the row, and a new variant is one weighting class and one row."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pytest
 import torch
 import yaml
 
-from agm.config import CONTROLS, ExecutionParams, TrainParams, load_params
-from agm.time_weighting import TimeWeightTable
-from agm.variants import VARIANTS, build_run, run_identity
+from agm.config.errors import ParamsError
+from agm.config.params import CONTROLS, ExecutionParams, TrainParams, load_params
+from agm.math.time_bins import TimeWeightTable
+from agm.training.weightings import NoStopGradientWeights, PotentialWeights, UnitWeights, WeightingInputs
+from agm.variants import VARIANTS, WEIGHT_STATS, DriftVariant, build_run, run_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -73,3 +76,71 @@ def test_the_identity_is_the_built_config_and_holds_what_changes_the_result_only
 
 def _keys(tree: dict) -> list[str]:
     return [k for key, value in tree.items() for k in ([key] + (_keys(value) if isinstance(value, dict) else []))]
+
+
+def _tiny(lam: float | None = None):
+    params = load_params(ROOT / "tests" / "tiny_params.yaml", ["lambda", "bridge", "model", "potential", "train"])
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, amp="none"))
+    return params if lam is None else dataclasses.replace(params, lam=lam)
+
+
+def _step(run):
+    gen = torch.Generator().manual_seed(0)
+    x1 = torch.rand(4, 1, 16, 16, generator=gen) * 2 - 1
+    x0, eps, z = (torch.randn(4, 1, 16, 16, generator=gen) for _ in range(3))
+    return run.trainer.step(x1, x0, eps, torch.rand(4, generator=gen), z)
+
+
+def test_agm_at_lambda_zero_is_unit_weights_without_v_as_its_row_says():
+    params = _tiny(0.0)
+    row = VARIANTS["agm"]
+    assert row.weighting_at(params) is UnitWeights and row.weighting_at(_tiny()) is PotentialWeights
+    assert "lambda = 0" in row.note(params) and row.note(_tiny()) is None
+    run = build_run(params, "agm", 0, 1, 16, torch.device("cpu"))
+    assert run.trainer.V is None and isinstance(run.trainer.weighting, UnitWeights)
+    assert "lambda" not in run.config and "potential" not in run.config and run.config["variant"] == "agm"
+    # the same network as the baseline of that seed: the weighting is the only difference, and at λ = 0 none
+    base = build_run(params, "baseline", 0, 1, 16, torch.device("cpu"))
+    assert all(torch.equal(p, q) for p, q in zip(run.trainer.f.parameters(), base.trainer.f.parameters(), strict=True))
+    stats = _step(run)
+    assert float(stats.w_min) == 1.0 and float(stats.w_max) == 1.0  # w ≡ 1 exactly, the baseline's weighting
+
+
+@pytest.mark.parametrize("variant", ["no_detach", "shuffled"])
+def test_a_control_with_v_refuses_lambda_zero(variant):
+    with pytest.raises(ParamsError, match=f"the {variant} control needs lambda > 0"):
+        run_identity(_tiny(0.0), variant, 0, 1, 16, "cpu")
+
+
+def test_only_no_detach_is_single_process():
+    assert [name for name, row in VARIANTS.items() if row.single_process] == ["no_detach"]
+    assert VARIANTS["no_detach"].weighting is NoStopGradientWeights
+    run = build_run(_tiny(), "no_detach", 0, 1, 16, torch.device("cpu"))
+    assert run.trainer.weighting.differentiable and not run.trainer.weighting.detach
+
+
+class ReversedWeights(PotentialWeights):
+    """A hypothetical control: AGM's weights for the negated potential (the most bridge-like sample weighs least)."""
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        w = super().__call__(x_t, t)
+        return w.max() + w.min() - w
+
+    @classmethod
+    def for_run(cls, inputs: WeightingInputs) -> ReversedWeights:
+        return cls(inputs.V, lam=inputs.lam, clamp=inputs.clamp, amp_dtype=inputs.amp_dtype)
+
+
+def test_a_new_variant_is_one_weighting_class_and_one_row(monkeypatch):
+    row = DriftVariant(name="reversed", weighting=ReversedWeights, sections=VARIANTS["agm"].sections,
+                       logged=("drift_loss", "potential_loss", *WEIGHT_STATS, "step_time_s"))
+    monkeypatch.setitem(VARIANTS, "reversed", row)
+    params = _tiny()
+    run = build_run(params, "reversed", 0, 1, 16, torch.device("cpu"))
+    assert isinstance(run.trainer.weighting, ReversedWeights) and run.trainer.V is not None
+    assert run.config == run_identity(params, "reversed", 0, 1, 16, "cpu")
+    assert run.config["variant"] == "reversed" and run.config["lambda"] == params.lam
+    stats = _step(run)
+    assert set(row.logged) - {"step_time_s"} <= set(vars(stats))
+    with pytest.raises(ParamsError, match="the reversed control needs lambda > 0"):
+        run_identity(_tiny(0.0), "reversed", 0, 1, 16, "cpu")

@@ -6,5 +6,5 @@
 - :mod:`agm.report.figures`, :mod:`agm.report.tables`, :mod:`agm.report.page`: drawing and rendering;
 - :mod:`agm.report.sweep`: the λ sweep (not part of the pipeline's report).
 
-Every file goes through :mod:`agm.io`.
+Every file goes through :mod:`agm.io.atomic`.
 """

@@ -10,7 +10,7 @@
 - :func:`logged_step_times`: each run's logged seconds per step, as the training-cost table takes them.
 
 A run whose output is missing is None in the per-seed lists these take and give (see
-:func:`agm.report.tables.mean_ci`).
+:func:`agm.report.stats.mean_ci`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from agm.report.tables import MeanCI, mean_ci
+from agm.report.stats import MeanCI, mean_ci
 
 
 def ewm_smooth(values: pd.Series, span: int) -> pd.Series:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from agm.config import Params
+from agm.config.params import Params
 from agm.report import sections as report_sections
 from agm.report.page import ReportFiles, Section, write_report
 from agm.report.sections import FIGURES, RunOutputs

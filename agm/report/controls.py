@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from agm.report.analysis import ewm_smooth
-from agm.report.tables import MeanCI, mean_ci
+from agm.report.stats import MeanCI, mean_ci
 
 DRIFT_RATIO = 2.0
 """Collapse when the smoothed drift loss exceeds this multiple of the stop-gradient run's."""
@@ -125,7 +125,7 @@ def describe_paired(reproduced: dict[str, Sequence[float | None]], reference: st
                     seeds: Sequence[int] | None = None) -> str:
     """One sentence of per-seed paired differences (model − ``reference``) of ``metric``, for every other model.
 
-    Runs of one seed share f's initialisation and every random draw of training (agm/train.py), so the
+    Runs of one seed share f's initialisation and every random draw of training (agm/training/loop.py), so the
     paired difference removes the seed-to-seed spread that the unpaired intervals of the table carry.
 
     Args:

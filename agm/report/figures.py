@@ -1,7 +1,7 @@
 """Figures of the paper's §6 as pure rendering functions over plain arrays and DataFrames.
 
 Each function takes data and an output path, draws one PNG and writes it atomically through
-:mod:`agm.io`. Nothing here knows about models, checkpoints or the pipeline's file layout.
+:mod:`agm.io.atomic`. Nothing here knows about models, checkpoints or the pipeline's file layout.
 
 - :func:`plot_sample_comparison`: Fig. 3, real images beside uncurated samples of each model.
 - :func:`plot_training_curves`: Fig. 4, drift loss (log scale) over potential loss (linear).
@@ -26,8 +26,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from agm.image_grid import check_uint8_nchw, image_grid
-from agm.io import atomic_path
+from agm.io.atomic import atomic_path
+from agm.io.image_grid import check_uint8_nchw, image_grid
 from agm.report.analysis import ewm_smooth
 
 PathLike = str | os.PathLike[str]
@@ -328,7 +328,7 @@ def plot_weight_by_time(weights: Sequence[float], path: PathLike) -> None:
     """A model's mean importance weight per t-bin (bins of equal width over [0, 1]) as a step curve.
 
     Args:
-        weights: W_k for bins k = 0..K-1 (agm.time_weighting), unit mean over bins.
+        weights: W_k for bins k = 0..K-1 (agm.math.time_bins), unit mean over bins.
         path: output PNG.
     """
     w = np.asarray(weights, dtype=np.float64)

@@ -8,7 +8,7 @@ the output folder, a table rendered by :mod:`agm.report.tables`) and writes
   moved or mailed alone.
 
 Both carry the profile, the parameters of the run and what it was rendered from: the sha256 of the
-report's code and of every input (:func:`agm.provenance.path_digest`), a pure function of the report
+report's code and of every input (:func:`agm.io.provenance.path_digest`), a pure function of the report
 stage's DVC deps. Not a git revision: a cached stage outlives the commit it ran at, and its inputs may come
 from other commits' code that wrote the same bytes; content hashes stay true in any checkout.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from agm.io import write_text
+from agm.io.atomic import write_text
 
 PathLike = str | os.PathLike[str]
 
@@ -73,7 +73,7 @@ class ReportFiles:
 DIGEST_CHARS = 16
 """Hex digits of each sha256 the page shows (64 bits: enough to tell two inputs apart)."""
 PROVENANCE_NOTE = ("sha256 (first 16 hex digits) of what this page was rendered from: the files "
-                   "`python -m stages.report` runs, and each input file or folder (agm.provenance.path_digest)")
+                   "`python -m stages.report` runs, and each input file or folder (agm.io.provenance.path_digest)")
 
 
 def _params_yaml(params: dict[str, Any]) -> str:

@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agm.data import to_model_range
-from agm.metrics.spaces import DESCRIPTIONS, DISTANCE_NAMES
-from agm.model_file import load_potential
-from agm.report import analysis, figures, power, tables
+from agm.io.data import to_model_range
+from agm.math.metrics.sample_quality import DESCRIPTIONS, DISTANCE_NAMES
+from agm.math.saliency import saliency_at_times
+from agm.math.time_bins import TimeWeightTable
+from agm.models.files import load_potential
+from agm.report import analysis, figures, stats, tables
 from agm.report import controls as controls_report
 from agm.report.page import Section
-from agm.saliency import saliency_at_times
-from agm.time_weighting import TimeWeightTable
 
 FIGURES = "figures"
 """The report's figures folder, relative to the report folder (images are referenced by this path)."""
@@ -105,7 +105,7 @@ class RunOutputs:
         """The first seed's curves of ``models`` that have them, and the sentence naming the others (or "")."""
         first = {m: self.curves[m][0] for m in models}
         missing = [m for m, curve in first.items() if curve is None]
-        note = f" {', '.join(missing)}: {tables.na(f'seed {self.seeds[0]} curves missing')}." if missing else ""
+        note = f" {', '.join(missing)}: {stats.na(f'seed {self.seeds[0]} curves missing')}." if missing else ""
         return {m: curve for m, curve in first.items() if curve is not None}, note
 
 
@@ -116,7 +116,7 @@ def _figure(name: str) -> str:
 def _missing_runs(outputs: RunOutputs, per_seed: dict[str, Sequence[Any]], models: Sequence[str]) -> str:
     """Why a quantity over every seed of ``models`` is n/a ("baseline: seed 1 missing"), "" when none is missing."""
     present = {m: [None if x is None else 0.0 for x in per_seed[m]] for m in models}  # 0.0: a run that is there
-    return ", ".join(f"{m}: {reason}" for m in models if (reason := tables.unusable(present[m], outputs.seeds)))
+    return ", ".join(f"{m}: {reason}" for m in models if (reason := stats.unusable(present[m], outputs.seeds)))
 
 
 def samples_section(outputs: RunOutputs, fig_dir: Path, grid_nfe: int) -> list[Section]:
@@ -126,7 +126,7 @@ def samples_section(outputs: RunOutputs, fig_dir: Path, grid_nfe: int) -> list[S
     text = (f"Uncurated samples at NFE {grid_nfe} with a fixed seed (training seed {outputs.seeds[0]}), beside "
             "real training images.")
     if missing:
-        text += f" {', '.join(missing)}: {tables.na(f'seed {outputs.seeds[0]} sample grid missing')}."
+        text += f" {', '.join(missing)}: {stats.na(f'seed {outputs.seeds[0]} sample grid missing')}."
     if not grids:
         return [Section("Fig. 3 — samples", text)]
     figures.plot_sample_comparison(outputs.real[: len(next(iter(grids.values())))], grids,
@@ -167,7 +167,7 @@ def saliency_section(outputs: RunOutputs, fig_dir: Path, sigma_max: float, sched
         return []
     if not Path(outputs.agm_model).is_file():
         return [Section("Fig. 5 — saliency of the potential",
-                        tables.na(f"seed {outputs.seeds[0]} AGM model missing: {outputs.agm_model}"))]
+                        stats.na(f"seed {outputs.seeds[0]} AGM model missing: {outputs.agm_model}"))]
     x_t, saliency = saliency_panels(outputs.agm_model, outputs.real, sigma_max, schedule, seed)
     figures.plot_saliency(x_t, saliency, fig_dir / "fig5_saliency.png")
     return [Section(
@@ -185,7 +185,7 @@ def table3_sections(outputs: RunOutputs, profile: str) -> list[Section]:
     rr = {k: math.nan if features["real_vs_real"][k] is None else float(features["real_vs_real"][k])
           for k in (dist, "precision", "recall")}
     text = (f"Reproduced with the **{profile}** profile, "
-            f"{n_samples if n_samples is not None else tables.na('every AGM metrics file missing')} samples per "
+            f"{n_samples if n_samples is not None else stats.na('every AGM metrics file missing')} samples per "
             f"model, {outputs.interval}; feature space: {DESCRIPTIONS[outputs.space]}. Real-vs-real reference "
             f"(held-out vs training images): {dist} = {tables.number(rr[dist], 3)}, precision = "
             f"{tables.number(rr['precision'], 3)}, recall = {tables.number(rr['recall'], 3)}.")
@@ -199,7 +199,7 @@ def table3_sections(outputs: RunOutputs, profile: str) -> list[Section]:
     if len(seeds) > 1:
         paper_rel = tables.paper_table3_values().delta_rel
         text += " What this comparison could detect: " + "; ".join(
-            power.describe_power(reproduced["baseline"][m], reproduced["agm"][m], dist if m == "distance" else m,
+            stats.describe_power(reproduced["baseline"][m], reproduced["agm"][m], dist if m == "distance" else m,
                                  paper_rel[m].value) for m in tables.METRICS) + "."
     pt3 = tables.paper_table3()
     return [
@@ -237,7 +237,7 @@ def metric_vs_steps_section(outputs: RunOutputs, fig_dir: Path, snapshot_samples
             f"({'mean ± 95% interval over ' + seed_text if len(seeds) > 1 else seed_text}). The paper claims AGM at "
             "≈70% of the steps matches the baseline at 100%.")
     if missing := _missing_runs(outputs, outputs.steps, ("baseline", "agm")):
-        return [Section("Metric vs training steps", f"{text} The curves: {tables.na(missing)}.")]
+        return [Section("Metric vs training steps", f"{text} The curves: {stats.na(missing)}.")]
     comparison = analysis.compare_steps(outputs.steps, dist)
     base_final, reach, total = comparison.baseline_final, comparison.agm_reaches_at, comparison.total_steps
     figures.plot_metric_vs_steps(comparison.curves, dist, fig_dir / "metric_vs_steps.png", target=base_final,
@@ -312,7 +312,7 @@ def _collapse_verdict(no_detach: pd.DataFrame | None, agm: pd.DataFrame | None, 
     """The collapse sentence of one seed's no_detach run against its AGM run, n/a when either log is missing."""
     missing = [m for m, curve in (("no_detach", no_detach), ("agm", agm)) if curve is None]
     if missing:
-        return tables.na(f"{' and '.join(missing)} curves missing") + "."
+        return stats.na(f"{' and '.join(missing)} curves missing") + "."
     return controls_report.describe_collapse(controls_report.collapse_step(no_detach, agm, margin))
 
 

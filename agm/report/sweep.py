@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from agm.metrics.spaces import DISTANCE_NAMES
-from agm.report.power import PAPER_RELATIVE_PCT, power_of_pairs
-from agm.report.tables import mean_ci
+from agm.math.metrics.sample_quality import DISTANCE_NAMES
+from agm.report.stats import mean_ci, power_of_pairs
+from agm.report.tables import PAPER_RELATIVE_PCT
 
 METRIC_FILE = re.compile(r"^metrics/([^/]+)/s(\d+)\.json$")
 LIVE_FILE = re.compile(r"^live/([^/]+)/s(\d+)/metrics\.json$")
@@ -49,7 +49,7 @@ EXTRA = ("rev", "name")
 NOT_A_RESULT = ("lambda", "seeds", "controls", "execution")
 """Params that do not change any one run's result: λ is a key of its own; ``seeds`` and ``controls`` only
 say which runs exist (each run's seed is in its file name, its model in its folder); ``execution`` says how the
-stages ran (process count, cadence, device), which no run identity holds (agm.config.RESULT_KEYS)."""
+stages ran (process count, cadence, device), which no run identity holds (agm.config.params.RESULT_KEYS)."""
 WORKSPACE = "workspace"
 
 
@@ -160,7 +160,7 @@ def sweep_rows(exp_show: list[dict[str, Any]]) -> pd.DataFrame:
         lambda: the revision's ``lambda`` param (the baseline's rows repeat under every λ).
         seed: the training seed ``<seed>`` of the file name.
         fd_digits or fid: the Fréchet distance, named for the file's ``feature_space``
-            (:data:`agm.metrics.spaces.DISTANCE_NAMES`).
+            (:data:`agm.math.metrics.sample_quality.DISTANCE_NAMES`).
         precision, recall: improved precision and recall of the samples (NaN when the file has no value, or null).
         w_ratio: last logged max/min importance-weight ratio of a batch (``train.w_ratio`` of
             ``live/<model>/s<seed>/metrics.json``); NaN for unweighted models or a missing summary.
@@ -243,7 +243,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
         <m>_minus_baseline_excludes_0: True when that interval excludes 0 (a difference beyond seed
             noise), False when it contains 0, empty when it is undefined (fewer than 2 paired seeds).
         <m>_minus_baseline_mde: the minimum detectable effect of those paired seeds (80% power, α = 0.05, their
-            observed paired SD; agm.report.power), and <m>_seeds_for_paper_effect: the paired seeds that would
+            observed paired SD; agm.report.stats), and <m>_seeds_for_paper_effect: the paired seeds that would
             detect the paper's relative change of that metric (distance −10.7%, precision +2.8%, recall +2.1%)
             from this baseline's mean; NaN where undefined (fewer than 2 paired seeds).
         The difference columns are empty for the baseline.

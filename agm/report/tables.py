@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from agm.report.stats import MeanCI, mean_ci, na
 
 METRICS = ("distance", "precision", "recall")
 """Metric keys of a reproduced Table 3; "distance" is FD in whichever feature space was used."""
@@ -33,13 +34,14 @@ PAPER_TABLE3 = {
 }
 """Paper Table 3: drift-only baseline (λ = 0) and full AGM (λ = 0.1), 500k steps each."""
 
+PAPER_RELATIVE_PCT = {
+    metric: 100.0 * (PAPER_TABLE3["agm"][key] / PAPER_TABLE3["baseline"][key] - 1.0)
+    for metric, key in (("distance", "fid"), ("precision", "precision"), ("recall", "recall"))
+}
+"""The paper's Table 3 change of AGM over the baseline, in percent: FID −10.7, precision +2.8, recall +2.1."""
+
 DELTA_ABS = "Δ (absolute)"
 DELTA_REL = "Δ (relative, %)"
-
-
-def na(reason: str) -> str:
-    """The text of a number that cannot be computed: "n/a (<reason>)"."""
-    return f"n/a ({reason})"
 
 
 def number(value: float, digits: int, sign: str = "") -> str:
@@ -47,76 +49,6 @@ def number(value: float, digits: int, sign: str = "") -> str:
     if math.isfinite(value):
         return f"{value:{sign}.{digits}f}"
     return na("NaN" if math.isnan(value) else "inf")
-
-
-def unusable(values: Sequence[float | None], seeds: Sequence[int] | None = None) -> str:
-    """Why per-seed ``values`` have no mean, "" when they have one.
-
-    A value is None when its seed's output is missing ("seeds 1, 2 missing") and unusable when it is not
-    finite ("seed 0 is NaN"). Without ``seeds`` the values are not named ("1 of 3 missing", "NaN").
-    """
-    if seeds is not None and len(seeds) != len(values):
-        raise ValueError(f"{len(values)} values for {len(seeds)} seeds")
-    groups = {"missing": [i for i, v in enumerate(values) if v is None],
-              "NaN": [i for i, v in enumerate(values) if v is not None and math.isnan(v)],
-              "inf": [i for i, v in enumerate(values) if v is not None and math.isinf(v)]}
-    parts = []
-    for kind, where in groups.items():
-        if not where:
-            continue
-        if seeds is None:
-            parts.append(f"{len(where)} of {len(values)} missing" if kind == "missing" else kind)
-            continue
-        names = f"seed{'s' if len(where) > 1 else ''} {', '.join(str(seeds[i]) for i in where)}"
-        parts.append(f"{names} missing" if kind == "missing" else f"{names} {'are' if len(where) > 1 else 'is'} {kind}")
-    return ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    """Mean of n values with the half-width of its confidence interval (nan when n == 1).
-
-    When the values have no mean (:func:`unusable`), ``mean`` and ``half_width`` are nan and ``reason``
-    says why; it is "" otherwise.
-    """
-
-    mean: float
-    half_width: float
-    n: int
-    reason: str = ""
-
-    def format(self, digits: int) -> str:
-        """The text "mean ± half_width" when there is an interval, else the plain mean; "n/a (reason)"
-        when there is no mean."""
-        if self.reason:
-            return na(self.reason)
-        if math.isnan(self.half_width):
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
-
-
-def mean_ci(values: Sequence[float | None], confidence: float = 0.95, seeds: Sequence[int] | None = None) -> MeanCI:
-    """Mean and Student-t confidence interval half-width, t_{(1+c)/2, n-1} · s / √n.
-
-    Args:
-        values: n >= 1 observations (e.g. one metric over seeds); s is their sample std (ddof=1). A value
-            that is None (its seed's output is missing) or not finite leaves the mean n/a
-            (:attr:`MeanCI.reason`).
-        confidence: two-sided coverage c of the interval.
-        seeds: the seed of each value, to name them in the reason.
-    """
-    if len(values) == 0 or any(np.ndim(v) for v in values):
-        raise ValueError(f"need a non-empty 1-D sequence, got {len(values)} values of shape {np.shape(values[:1])}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if reason := unusable(values, seeds):
-        return MeanCI(mean=math.nan, half_width=math.nan, n=len(values), reason=reason)
-    x = np.asarray(values, dtype=np.float64)
-    n = int(x.size)
-    if n == 1:
-        return MeanCI(mean=float(x[0]), half_width=math.nan, n=1)
-    t = stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)
-    return MeanCI(mean=float(x.mean()), half_width=float(t * x.std(ddof=1) / math.sqrt(n)), n=n)
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ import pytest
 import torch
 import yaml
 
-from agm.config import load_params, read_yaml
-from agm.model_file import save_model
-from agm.nets import Potential
-from agm.provenance import code_digest, path_digest
+from agm.config.params import load_params, read_yaml
+from agm.io.provenance import code_digest, path_digest
+from agm.math.nets import Potential
+from agm.math.time_bins import TimeWeightTable
+from agm.models.files import save_model
 from agm.report import sections
 from agm.report.build import build_report, load_json, load_optional, params_mapping, read_live_curves
 from agm.report.sections import RunOutputs
-from agm.time_weighting import TimeWeightTable
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "tiny_params.yaml"
@@ -63,7 +63,7 @@ def _outputs(tmp_path: Path, models: list[str], seeds: list[int], with_potential
         torch.manual_seed(0)
         agm_model = tmp_path / "model.pt"
         save_model(agm_model, ema={}, unet={}, potential=Potential(**POTENTIAL).state_dict(),
-                   potential_kwargs=POTENTIAL, step=1, lam=0.1)
+                   potential_kwargs=POTENTIAL, step=1)
         table = TimeWeightTable((0.8, 1.0, 1.2), (5.0, 5.0, 5.0))
     return RunOutputs(
         models=models, seeds=seeds,
@@ -224,7 +224,7 @@ def test_report_stage_shows_a_missing_seed_as_na(tmp_path: Path, monkeypatch, ca
     import json
     import sys
 
-    from agm.data import ImageSet, save_image_set
+    from agm.io.data import ImageSet, save_image_set
     from stages import report
 
     params = read_yaml(TINY) | {"seeds": [0, 1]}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agm.image_grid import save_image_grid
+from agm.io.image_grid import save_image_grid
 from agm.report.page import ReportFiles, Section, write_report
 from agm.report.tables import paper_table3, to_html, to_markdown
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from agm.report.power import PAPER_RELATIVE_PCT, minimum_detectable_effect, seeds_needed
+from agm.report.stats import minimum_detectable_effect, seeds_needed
 from agm.report.sweep import (
     config_id,
     incomplete,
@@ -22,6 +22,7 @@ from agm.report.sweep import (
     sweep_rows,
     without_workspace,
 )
+from agm.report.tables import PAPER_RELATIVE_PCT
 
 T_975_DF1 = 12.706204736174707  # t_{0.975, 1}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -271,11 +272,11 @@ def test_a_nan_seed_is_counted_out():
 
 
 def _stage(tmp_path: Path, monkeypatch, capsys, show: list, *extra: str) -> tuple[int, str]:
-    """Run `python -m stages.sweep --exp-json <show> --out <tmp>/out <extra>`: (exit code, stderr)."""
+    """Run `python -m tools.sweep --exp-json <show> --out <tmp>/out <extra>`: (exit code, stderr)."""
     import json
     import sys
 
-    from stages import sweep
+    from tools import sweep
 
     (tmp_path / "show.json").write_text(json.dumps(show))
     monkeypatch.setattr(sys, "argv", ["sweep", "--exp-json", str(tmp_path / "show.json"),
@@ -315,7 +316,7 @@ def test_stage_takes_the_workspace_rows_only_when_dvc_status_is_clean(tmp_path, 
 
 
 def test_stage_asks_for_the_workspace_status_when_it_runs_dvc(tmp_path, monkeypatch, capsys):
-    from stages import sweep
+    from tools import sweep
 
     answers = {("exp", "show"): _show(), ("status",): {"report": [{"changed deps": {"metrics": "modified"}}]}}
     monkeypatch.setattr(sweep, "_dvc_json", lambda *args: answers[args])

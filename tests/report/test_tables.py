@@ -1,4 +1,4 @@
-"""Tests for agm.report.tables: Student-t intervals, Table 3 values and deltas, rendering."""
+"""Tests for agm.report.tables: Table 3 values and deltas, rendering."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from agm.report.tables import (
     DELTA_ABS,
     DELTA_REL,
     PAPER_TABLE3,
-    MeanCI,
-    mean_ci,
     na,
     number,
     paper_table3,
@@ -23,42 +21,11 @@ from agm.report.tables import (
     to_html,
     to_markdown,
     training_cost,
-    unusable,
 )
 
 # t quantiles from tables: t_{0.975, 1} = 12.7062047..., t_{0.95, 2} = 2.9199855...
 T_975_DF1 = 12.706204736174707
 T_95_DF2 = 2.919985580355516
-
-
-def test_mean_ci_two_values_closed_form() -> None:
-    ci = mean_ci([1.0, 3.0])
-    # s = sqrt(2), so half-width = t * sqrt(2) / sqrt(2) = t.
-    assert ci == MeanCI(mean=2.0, half_width=pytest.approx(T_975_DF1), n=2)
-
-
-def test_mean_ci_confidence_level() -> None:
-    ci = mean_ci([0.0, 1.0, 2.0], confidence=0.90)
-    assert ci.mean == pytest.approx(1.0)
-    assert ci.half_width == pytest.approx(T_95_DF2 / math.sqrt(3))
-    assert ci.n == 3
-
-
-def test_mean_ci_single_value_has_nan_half_width() -> None:
-    ci = mean_ci([28.53])
-    assert ci.mean == 28.53 and ci.n == 1 and math.isnan(ci.half_width)
-    assert ci.format(2) == "28.53"
-
-
-def test_mean_ci_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="non-empty"):
-        mean_ci([])
-    with pytest.raises(ValueError, match="confidence"):
-        mean_ci([1.0, 2.0], confidence=1.0)
-
-
-def test_mean_ci_format() -> None:
-    assert MeanCI(mean=25.4712, half_width=0.3349, n=3).format(2) == "25.47 ± 0.33"
 
 
 REPRODUCED = {
@@ -196,26 +163,6 @@ def test_training_cost_needs_the_reference_and_equal_seeds() -> None:
 
 
 # --- numbers that cannot be computed: "n/a (<reason>)", never an exception ------------------------
-
-
-def test_unusable_names_missing_and_non_finite_seeds() -> None:
-    assert unusable([1.0, 2.0], seeds=[0, 1]) == ""
-    assert unusable([1.0, None], seeds=[0, 1]) == "seed 1 missing"
-    assert unusable([None, math.inf, None, math.nan], seeds=[3, 4, 5, 6]) == (
-        "seeds 3, 5 missing, seed 6 is NaN, seed 4 is inf")
-    assert unusable([math.nan, math.nan], seeds=[0, 1]) == "seeds 0, 1 are NaN"
-    assert unusable([None, math.nan, 1.0]) == "1 of 3 missing, NaN"  # without seeds: unnamed
-    with pytest.raises(ValueError, match="2 values for 1 seeds"):
-        unusable([1.0, 2.0], seeds=[0])
-
-
-@pytest.mark.parametrize(("values", "reason"), [([1.0, None], "seed 1 missing"), ([1.0, math.nan], "seed 1 is NaN"),
-                                                ([math.inf, 1.0], "seed 0 is inf"), ([None], "seed 0 missing")])
-def test_mean_ci_without_a_mean_is_na(values: list, reason: str) -> None:
-    ci = mean_ci(values, seeds=list(range(len(values))))
-    assert ci.reason == reason and ci.n == len(values)
-    assert math.isnan(ci.mean) and math.isnan(ci.half_width)
-    assert ci.format(2) == f"n/a ({reason})"
 
 
 def test_number_and_na() -> None:
