@@ -7,8 +7,9 @@ where dvclive or clean-fid is missing, installs the wheels carried in ``.whl/``)
 2. ``train``      paper-profile networks (profiles/paper.yaml), batch 128, 64x64x3 random data: baseline and AGM
                   steps in bf16 autocast, eager and eager + channels_last; ``train_compiled``: torch.compile
                   (with channels_last where it was faster eagerly). Step time, images/s, FLOPs, achieved
-                  TFLOP/s and fraction of the dense bf16 peak (agm.peaks), peak memory, host syncs per step,
-                  projected hours for 500k steps beside the paper's ~494 images/s (agm.perf does the measuring).
+                  TFLOP/s and fraction of the dense bf16 peak (agm.training.peak_flops), peak memory, host syncs
+                  per step, projected hours for 500k steps beside the paper's ~494 images/s
+                  (agm.training.throughput does the measuring).
 3. ``sample``     Euler-Maruyama with the EMA drift (float32 as stages/sample.py runs it, and bf16 autocast):
                   the largest batch that fits, images/s, projected minutes for 10k samples at NFE 500.
    ``attention``  scaled_dot_product_attention on the U-Net's transposed q/k/v views against contiguous copies.
@@ -125,7 +126,7 @@ def perf_params(dry_run: bool, tmp: Path, **overrides: Any) -> Path:
 def build_trainer(params_path: Path, variant: str, device, *, amp: str, seed: int = 0):
     import dataclasses as dc
 
-    from agm.config import load_params
+    from agm.config.params import load_params
     from agm.variants import VARIANTS, build_run
 
     params = load_params(params_path, ["seeds", "data", "sample", *VARIANTS["agm"].sections])
@@ -174,7 +175,7 @@ def section_env(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             out["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
         except (OSError, subprocess.TimeoutExpired) as exc:
             out["nvidia_smi"] = f"failed: {exc}"
-    from agm.peaks import device_name, device_peak_flops
+    from agm.training.peak_flops import device_name, device_peak_flops
 
     device = device_for(args.dry_run)
     out["device"] = str(device)
@@ -186,8 +187,8 @@ def section_env(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def _bench_modes(args: argparse.Namespace, tmp: Path, modes: list[dict[str, bool]]) -> dict[str, Any]:
     import torch
 
-    from agm.accelerate import accelerate, configure_backends
-    from agm.perf import bench_train, random_batch
+    from agm.training.execution import apply_execution, configure_backends
+    from agm.training.throughput import bench_train, random_batch
 
     device = device_for(args.dry_run)
     applied = configure_backends(device)
@@ -202,7 +203,7 @@ def _bench_modes(args: argparse.Namespace, tmp: Path, modes: list[dict[str, bool
             params, shape, trainer = build_trainer(path, variant, device, amp=amp)
             batch = random_batch(batch_size, shape, seed=0, device=device)
             t0 = time.perf_counter()
-            notes = accelerate(trainer, compile=mode["compile"], channels_last=mode["channels_last"])
+            notes = apply_execution(trainer, compile=mode["compile"], channels_last=mode["channels_last"])
             rec = train_record(bench_train(trainer, batch, warmup=warmup, steps=steps))
             rec |= {"variant": variant, **mode, "applied": notes, "image_shape": list(shape),
                     "wall_s_incl_warmup": time.perf_counter() - t0}
@@ -232,9 +233,9 @@ def section_train_compiled(args: argparse.Namespace, tmp: Path) -> dict[str, Any
 def section_sample(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import torch
 
-    from agm.accelerate import configure_backends
-    from agm.perf import synchronize
-    from agm.sampler import euler_maruyama
+    from agm.math.solver import euler_maruyama
+    from agm.training.execution import configure_backends
+    from agm.training.throughput import synchronize
 
     device = device_for(args.dry_run)
     configure_backends(device)
@@ -301,14 +302,14 @@ def section_sample(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def section_attention(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """scaled_dot_product_attention as agm.nets.unet.SelfAttention calls it (q, k, v transposed views whose last
+    """scaled_dot_product_attention as agm.math.nets.unet.SelfAttention calls it (q, k, v transposed views whose last
     dimension is not contiguous) against contiguous copies of the same tensors: time and peak memory, float32
     and bf16, at the paper U-Net's 32×32 attention (4 heads of 64 channels) and the sampling batch. A large gap
     says which kernel the views fall back to, the lead for the 41 GiB per sampling batch seen on an H200."""
     import torch
     import torch.nn.functional as F
 
-    from agm.perf import synchronize, time_per_call
+    from agm.training.throughput import synchronize, time_per_call
 
     device = device_for(args.dry_run)
     batch, heads, tokens, dim = (4, 2, 16, 8) if args.dry_run else (500, 4, 1024, 64)
@@ -336,8 +337,8 @@ def section_correctness(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import torch
     from paper_inputs import synthetic_images
 
-    from agm.accelerate import configure_backends
-    from agm.data import to_model_range
+    from agm.io.data import to_model_range
+    from agm.training.execution import configure_backends
 
     device = device_for(args.dry_run)
     configure_backends(device)
