@@ -114,7 +114,7 @@ def test_bytecode_and_tool_caches_leave_dvc_status_clean(repo: Path) -> None:
     for cmd in (["-m", "compileall", "-q", "agm", "stages"], ["-c", importer]):
         res = subprocess.run([sys.executable, *cmd], cwd=repo, env=env, capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
-    assert list((repo / "agm" / "nets" / "__pycache__").glob("*.pyc"))  # the bytecode is there
+    assert list((repo / "agm" / "math" / "nets" / "__pycache__").glob("*.pyc"))  # the bytecode is there
     caches = [repo / "agm" / name for name in (".pytest_cache", ".ruff_cache", ".mypy_cache")]
     for cache in caches:
         cache.mkdir()
