@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agm.config.params import load_params, resolve_device
+from agm.config.device import resolve_device
+from agm.config.params import load_params
 from agm.io.atomic import write_json
 from agm.math.metrics.kernel import KERNEL_SEED
 from agm.math.metrics.sample_quality import feature_extractor, load_real_features, sample_quality

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from agm.config.device import resolve_device
 from agm.config.errors import DataError
-from agm.config.params import load_params, resolve_device
+from agm.config.params import load_params
 from agm.io.atomic import atomic_dir, write_json
 from agm.io.data import load_image_set
 from agm.math.metrics import save_feature_net, save_features, train_feature_net, weights_digest

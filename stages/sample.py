@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agm.config.params import load_params, resolve_device
+from agm.config.device import resolve_device
+from agm.config.params import load_params
 from agm.io.atomic import atomic_dir
 from agm.io.data import to_uint8
 from agm.io.image_grid import save_image_grid

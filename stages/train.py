@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from agm.config.device import resolve_device
 from agm.config.errors import ParamsError
-from agm.config.params import Params, load_params, resolve_device
+from agm.config.params import Params, load_params
 from agm.io.atomic import atomic_dir, write_json
 from agm.io.data import check_batch_size, load_image_set
 from agm.io.provenance import code_digest, file_sha256

@@ -102,6 +102,29 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
     assert ran_stages(out) == {"source"}, out  # the one stage that always runs: it hashes the data source
 
 
+def test_a_bad_eval_value_stops_the_repro_before_a_changed_train_value_trains(repo: Path) -> None:
+    """The `check` stage reads the whole params file first: a bad eval.k fails `dvc repro` with one line naming
+    it, although the changed train.steps would have re-run every train stage before `evaluate` read eval.k."""
+    params_file = repo / "params.yaml"
+    good = params_file.read_text()
+    params = yaml.safe_load(good)
+    params["train"]["steps"] += 1
+    params["eval"]["k"] = 0
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    state = sorted(p.name for p in (repo / ".agm_state").iterdir())
+    try:
+        res = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        params_file.write_text(good)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "error: eval.k must be >= 1, got 0" in out, out
+    assert ran_stages(out) == {"check"}, out
+    assert sorted(p.name for p in (repo / ".agm_state").iterdir()) == state  # no train stage started
+    assert ran_stages(sh(["dvc", "repro"], repo)) <= {"check", "source"}  # the valid file again: nothing else
+
+
 def test_bytecode_and_tool_caches_leave_dvc_status_clean(repo: Path) -> None:
     """A new user's shell writes __pycache__ into agm/ and stages/, folder deps of most stages (agm/math/nets,
     agm/math/metrics, ...): .dvcignore keeps bytecode and tool caches out of every dep. PYTHONDONTWRITEBYTECODE,
@@ -135,7 +158,7 @@ def test_controls_run_only_new_stages_and_join_the_report(repo: Path) -> None:
     ran = ran_stages(out)
     new = {f"{kind}@{c}-{s}" for kind in ("train_control", "sample_control", "evaluate_control")
            for c in CONTROLS for s in SEEDS}
-    assert ran == new | {"report", "source"}, out
+    assert ran == new | {"report", "source", "check"}, out
     md = (repo / "reports" / "report.md").read_text()
     for control in CONTROLS:
         cells = table_row(md, control)
@@ -150,7 +173,7 @@ def test_ablation_reruns_only_the_agm_branch(repo: Path) -> None:
     out = sh(["dvc", "exp", "run", "-S", "lambda=0.0", "-S", "controls=[]"], repo)
     ran = ran_stages(out)
     agm_branch = {f"{kind}@{s}" for kind in ("train_agm",) for s in SEEDS} | {
-        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps") for s in SEEDS} | {"report", "source"}
+        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps") for s in SEEDS} | {"report", "source", "check"}
     # downstream AGM stages may be skipped when their inputs hash the same (tiny runs); the baseline never runs
     assert {"train_agm@0", "sample@agm-0"} <= ran <= agm_branch, out
     changed = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo))
@@ -218,7 +241,7 @@ def test_repro_with_two_processes_matches_one_process(repo: Path, tmp_path: Path
     a run's identity.)"""
     ema_one = {m: torch.load(repo / "runs" / m / "s0" / "model.pt", weights_only=False)["ema"]
                for m in ("baseline", "agm")}
-    assert ran_stages(sh(["dvc", "exp", "run", "-S", "execution.nproc=2"], repo)) == {"source"}
+    assert ran_stages(sh(["dvc", "exp", "run", "-S", "execution.nproc=2"], repo)) == {"check", "source"}
     out = sh(["dvc", "exp", "run", "-f", "-S", "execution.nproc=2"], repo, AGM_STATE_DIR=str(tmp_path / "state"))
     assert {"train_baseline@0", "train_agm@1", "sample@agm-0", "steps@baseline-1"} <= ran_stages(out), out
     assert out.count("--nproc_per_node=2") >= 4 * len(SEEDS)  # train and sample, both models, every seed

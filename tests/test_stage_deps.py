@@ -111,9 +111,29 @@ def test_every_declared_param_is_a_key_of_params_yaml() -> None:
                 node = node[part]
 
 
-def test_no_stage_declares_an_execution_param() -> None:
+def test_no_stage_but_the_check_declares_an_execution_param() -> None:
     for name in STAGES:
-        assert not [p for p in _params(name) if p.split(".")[0] == "execution"], name
+        if name != "check":
+            assert not [p for p in _params(name) if p.split(".")[0] == "execution"], name
+
+
+def test_every_stage_descends_from_the_check_of_every_params_key() -> None:
+    """`check` validates the whole file (it re-runs when any key changes) and DVC runs it before every stage."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(_params("check")) == set(raw)
+    outs = [(name, out) for name, stage in STAGES.items() for out in stage.get("outs", []) if isinstance(out, str)]
+
+    def within(dep: str, out: str) -> bool:  # dep is out or under it; a templated segment (${item.x}) matches any
+        d, o = dep.split("/"), out.split("/")
+        return len(d) >= len(o) and all(a == b or "${" in a or "${" in b for a, b in zip(d, o))
+
+    def ancestors(name: str) -> set[str]:
+        parents = {src for dep in STAGES[name].get("deps", []) for src, out in outs if src != name and within(dep, out)}
+        return parents.union(*(ancestors(p) for p in parents)) if parents else set()
+
+    for name in STAGES:
+        if name != "check":
+            assert "check" in ancestors(name), name
 
 
 def test_stages_declare_only_the_keys_they_read() -> None:

@@ -172,3 +172,34 @@ def test_a_library_version_bump_trains_again(tmp_path: Path, monkeypatch) -> Non
     assert _resumed_from(tmp_path) == 0 and len(_states(tmp_path)) == 2
     bumped = [json.loads(p.read_text())["versions"]["torch"] for p in (tmp_path / "state").glob("*/identity.json")]
     assert sorted(bumped) == sorted([real("cpu")["torch"], "99.0"])
+
+
+def test_check_stage_stops_on_any_section_and_writes_the_same_marker_for_every_valid_file(tmp_path: Path) -> None:
+    """`stages.check` validates every section, cross-field rules included; the marker it writes for valid params
+    does not depend on their values, so a valid change triggers nothing through it."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    def check(name: str, edit) -> tuple[subprocess.CompletedProcess, Path]:
+        params = json.loads(json.dumps(raw))
+        edit(params)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(params))
+        out = tmp_path / f"{name}.json"
+        res = subprocess.run([sys.executable, "-m", "stages.check", "--params", str(tmp_path / f"{name}.yaml"),
+                              "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+        return res, out
+
+    for name, edit, key in [
+        ("eval", lambda p: p["eval"].update(k=0), "eval.k"),
+        ("snapshots", lambda p: p["train"].update(snapshot_every=p["train"]["steps"] + 1), "train.snapshot_every"),
+        ("nproc", lambda p: p["execution"].update(nproc=3), "execution.nproc"),
+    ]:
+        res, out = check(name, edit)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and key in lines[0], res.stderr
+        assert not out.exists()
+    valid = [check(name, edit) for name, edit in [
+        ("as-is", lambda p: None), ("lambda", lambda p: p.update({"lambda": 1.0})),
+        ("steps", lambda p: p["train"].update(steps=2000))]]
+    assert all(res.returncode == 0 for res, _ in valid), [res.stderr for res, _ in valid]
+    assert len({out.read_bytes() for _, out in valid}) == 1

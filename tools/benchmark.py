@@ -21,8 +21,9 @@ import dataclasses
 
 import torch
 
+from agm.config.device import resolve_device
 from agm.config.errors import ParamsError, run_main
-from agm.config.params import load_params, resolve_device
+from agm.config.params import load_params
 from agm.io.atomic import write_json
 from agm.math.nets import count_parameters
 from agm.training.execution import CompiledOrEager, apply_execution, configure_backends

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agm.config.params import load_params, resolve_device
+from agm.config.device import resolve_device
+from agm.config.params import load_params
 from agm.io.data import to_uint8
 from agm.math.metrics.sample_quality import feature_extractor, load_real_features, sample_quality
 from agm.math.solver import sample_batch

@@ -83,12 +83,20 @@ class ModelParams:
         check_range("model.groups", self.groups, lo=1)
 
     def check_resolution(self, resolution: int) -> None:
+        """Cross-field rules with data.resolution: the U-Net halves it len(channel_mult) - 1 times, and attention
+        exists only at the resolutions it passes through."""
         factor = 2 ** (len(self.channel_mult) - 1)
         if resolution % factor:
             raise ParamsError(
                 f"data.resolution {resolution} is not divisible by {factor}, the U-Net's downsampling for "
                 f"model.channel_mult of length {len(self.channel_mult)}"
             )
+        scales = [resolution // 2**i for i in range(len(self.channel_mult))]
+        for i, size in enumerate(self.attn_resolutions):
+            if size not in scales:
+                raise ParamsError(f"model.attn_resolutions[{i}] = {size} is not one of the U-Net's resolutions "
+                                  f"{scales} (data.resolution {resolution}, model.channel_mult "
+                                  f"{list(self.channel_mult)})")
 
     def kwargs(self, in_channels: int, resolution: int) -> dict[str, Any]:
         """Constructor arguments of :class:`agm.math.nets.DriftUNet`."""
@@ -151,6 +159,9 @@ class TrainParams:
         check_range("train.warmup_steps", self.warmup_steps, lo=0)
         check_range("train.ema_decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
         check_range("train.snapshot_every", self.snapshot_every, lo=0)
+        if self.snapshot_every > self.steps:
+            raise ParamsError(f"train.snapshot_every {self.snapshot_every} is more than train.steps {self.steps}: "
+                              "no EMA snapshot would be taken (0 takes none)")
 
 
 @dataclass(frozen=True)
@@ -333,14 +344,3 @@ def _section(name: str, raw: Any, cls: type) -> Any:
     obj = cls(**values)
     obj.check()
     return obj
-
-
-def resolve_device(name: str) -> torch.device:  # noqa: F821
-    """'auto' → cuda when available, else cpu; 'auto' and 'cuda' pick the process's GPU (torchrun's LOCAL_RANK)."""
-    import torch
-
-    if name == "auto" and not torch.cuda.is_available():
-        return torch.device("cpu")
-    if name in ("auto", "cuda"):  # one GPU per process: torchrun's LOCAL_RANK
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(name)

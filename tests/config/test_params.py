@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agm.config.device import resolve_device
 from agm.config.errors import ParamsError
 from agm.config.params import (
     DataParams,
@@ -19,7 +20,6 @@ from agm.config.params import (
     Params,
     TrainParams,
     load_params,
-    resolve_device,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,6 +114,8 @@ BAD = [
     ("beta-one", _set("train", "betas", [0.9, 1.0]), "train.betas[1]"),
     ("resolution-not-divisible", _set("data", "resolution", 9), "data.resolution"),
     ("resolution-too-small", _set("data", "resolution", 2), "data.resolution"),
+    ("attention-at-no-unet-resolution", _set("model", "attn_resolutions", [2]), "model.attn_resolutions[0]"),
+    ("snapshots-after-the-last-step", _set("train", "snapshot_every", 1001), "train.snapshot_every"),
     ("channels-two", _set("data", "channels", 2), "data.channels"),
     ("unknown-schedule", _set("bridge", "schedule", "linear"), "bridge.schedule"),
     ("unknown-source", _set("data", "source", "s3"), "data.source"),
