@@ -5,11 +5,12 @@ Used by the sample stage and by the report, so it lives outside the report packa
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
+import torch
 from PIL import Image
+from torchvision.utils import make_grid
 
 from agm.io.atomic import atomic_path
 
@@ -34,7 +35,7 @@ def image_grid(
     padding: int = 2,
     pad_value: int = 255,
 ) -> np.ndarray:
-    """Tile images into one (H', W', C) uint8 array, row-major like torchvision's make_grid.
+    """Tile images into one (H', W', C) uint8 array with torchvision's ``make_grid``.
 
     Args:
         images: (N, C, H, W) uint8, C = 1 or 3.
@@ -52,21 +53,11 @@ def image_grid(
         raise ValueError(
             f"need nrow >= 1, upscale >= 1, padding >= 0; got {nrow}, {upscale}, {padding}"
         )
+    x = torch.from_numpy(images)
     if upscale > 1:
-        images = images.repeat(upscale, axis=2).repeat(upscale, axis=3)
-    n, c, h, w = images.shape
-    cols = min(nrow, n)
-    rows = math.ceil(n / nrow)
-    grid = np.full(
-        (rows * (h + padding) + padding, cols * (w + padding) + padding, c),
-        pad_value,
-        np.uint8,
-    )
-    for k in range(n):
-        r, q = divmod(k, nrow)
-        y, x = padding + r * (h + padding), padding + q * (w + padding)
-        grid[y : y + h, x : x + w] = images[k].transpose(1, 2, 0)
-    return grid
+        x = x.repeat_interleave(upscale, dim=2).repeat_interleave(upscale, dim=3)
+    grid = make_grid(x, nrow=nrow, padding=padding, pad_value=pad_value)  # C = 1 comes back as 3 equal channels
+    return grid[: images.shape[1]].permute(1, 2, 0).contiguous().numpy()
 
 
 def _save_array_png(array: np.ndarray, path: PathLike) -> None:

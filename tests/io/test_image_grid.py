@@ -1,4 +1,4 @@
-"""Tests for agm/io/image_grid.py: exact grid sizes and content, equal to torchvision's make_grid."""
+"""Tests for agm/io/image_grid.py (a wrapper of torchvision's make_grid): grid sizes, modes and content."""
 
 from __future__ import annotations
 
