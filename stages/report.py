@@ -1,9 +1,11 @@
-"""Stage `report`: render Figs. 3-5, Table 3 and the metric-vs-steps curve into reports/."""
+"""Stage `report`: render Table 2, Figs. 3-5, Table 3, the metric-vs-steps curve, the training cost and links to
+the committed studies into reports/."""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from agm.math.time_bins import TimeWeightTable
 from agm.models.files import has_potential
 from agm.report.build import build_report, load_json, load_optional, read_live_curves
 from agm.report.sections import RunOutputs
+from agm.report.studies import load_studies
 from stages import run
 
 
@@ -30,11 +33,16 @@ def main() -> None:
     ap.add_argument("--samples", required=True, help="folder of sample outputs: <model>/s<seed>/grid.npy")
     ap.add_argument("--metrics", required=True, help="folder of metrics: <model>/s<seed>.json, features.json")
     ap.add_argument("--steps", required=True, help="folder of metric-vs-steps CSVs: <model>/s<seed>.csv")
+    ap.add_argument("--paper-profile", required=True, help="profiles/paper.yaml: the paper's setting (Table 2)")
+    ap.add_argument("--studies", required=True, help="the committed studies' verdicts (YAML), linked from the page")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     params = load_params(args.params, RESULT_KEYS)  # what changes a result: the report prints it all
+    paper_profile = load_params(args.paper_profile, RESULT_KEYS)
+    studies = load_studies(args.studies)
     models, seeds = ["baseline", "agm", *params.controls], list(params.seeds)
-    inputs = (args.params, args.real, args.runs, args.live, args.samples, args.metrics, args.steps)
+    inputs = (args.params, args.paper_profile, args.studies, args.real, args.runs, args.live, args.samples,
+              args.metrics, args.steps)
     provenance = {"code (stages.report)": code_digest("stages.report"),
                   **{p: path_digest(p) if Path(p).exists() else "missing" for p in inputs}}
     runs, live, samples = Path(args.runs), Path(args.live), Path(args.samples)
@@ -59,8 +67,9 @@ def main() -> None:
     if missing:
         print(f"report: missing, shown as n/a: {', '.join(missing)}", file=sys.stderr)
     with atomic_dir(args.out) as out:
-        files = build_report(out_dir=out, params=params, outputs=outputs, provenance=provenance,
-                             profile=params.profile)
+        files = build_report(out_dir=out, params=params, paper_profile=paper_profile, studies=studies,
+                             root_from_report=Path(os.path.relpath(".", args.out)).as_posix(), outputs=outputs,
+                             provenance=provenance, profile=params.profile)
     print(f"report: {Path(args.out) / files.markdown.name}, {Path(args.out) / files.html.name}")
 
 

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE_FILES = ("agm", "stages", "tools", ".dvc", "dvc.yaml", ".gitignore", ".dvcignore", "requirements.txt")
+PIPELINE_FILES = ("agm", "stages", "tools", ".dvc", "dvc.yaml", ".gitignore", ".dvcignore", "requirements.txt",
+                  "profiles", "docs/results/verdicts.yaml")
 """What a `dvc repro` in a temporary repository needs of this one (params.yaml is the test's own)."""
 
 B = 8
@@ -97,6 +98,7 @@ def copy_pipeline(dst: Path) -> None:
         if src.is_dir():
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp"))
         else:
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / name)
 
 

@@ -18,9 +18,12 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from agm.config.params import Params
+from agm.report import cost as report_cost
 from agm.report import sections as report_sections
 from agm.report.page import ReportFiles, Section, write_report
 from agm.report.sections import FIGURES, RunOutputs
+from agm.report.studies import Study, studies_section
+from agm.report.table2 import table2_section
 
 TITLE = "AGM reproduction report"
 
@@ -79,19 +82,24 @@ def params_mapping(params: Params) -> dict[str, Any]:
     return out
 
 
-def build_report(*, out_dir: Path, params: Params, outputs: RunOutputs, provenance: dict[str, str],
+def build_report(*, out_dir: Path, params: Params, paper_profile: Params, studies: list[Study],
+                 root_from_report: str, outputs: RunOutputs, provenance: dict[str, str],
                  profile: str) -> ReportFiles:
     """Render every figure into ``out_dir/figures`` and write ``out_dir``/report.md and report.html.
 
     Args:
         out_dir: the report folder.
         params: the validated params file, every section (the page prints them all).
+        paper_profile: the validated profiles/paper.yaml, for Table 2.
+        studies: the committed studies' verdicts (agm.report.studies), linked from the page.
+        root_from_report: the repository root as a path relative to ``out_dir`` (for the studies' links).
         outputs: the loaded stage outputs.
         provenance: name -> sha256 of what the page is rendered from (:func:`agm.report.page.write_report`).
         profile: name of the run profile.
     """
     fig_dir = Path(out_dir) / FIGURES
     sections: list[Section] = [
+        *table2_section(params_mapping(params), params_mapping(paper_profile), profile),
         *report_sections.samples_section(outputs, fig_dir, params.sample.grid_nfe),
         *report_sections.training_curves_section(outputs, fig_dir),
         *report_sections.saliency_section(outputs, fig_dir, params.bridge.sigma_max, params.bridge.schedule,
@@ -99,11 +107,12 @@ def build_report(*, out_dir: Path, params: Params, outputs: RunOutputs, provenan
         *report_sections.table3_sections(outputs, profile),
         *report_sections.every_model_section(outputs),
         *report_sections.metric_vs_steps_section(outputs, fig_dir, params.eval.snapshot_samples),
-        *report_sections.training_cost_section(outputs),
+        *report_cost.training_cost_section(outputs, params),
         *report_sections.weight_stats_section(outputs, fig_dir, params.lam),
         *report_sections.weight_by_time_section(outputs, fig_dir),
         *report_sections.no_detach_sections(outputs, fig_dir, params.potential.margin),
         *report_sections.time_only_section(outputs),
+        *studies_section(studies, root_from_report),
     ]
     return write_report(out_dir, title=TITLE, sections=sections, params=params_mapping(params),
                         provenance=provenance, profile=profile)

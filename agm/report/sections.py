@@ -252,17 +252,6 @@ def metric_vs_steps_section(outputs: RunOutputs, fig_dir: Path, snapshot_samples
     return [Section("Metric vs training steps", f"{text} {claim}", image=_figure("metric_vs_steps.png"))]
 
 
-def training_cost_section(outputs: RunOutputs) -> list[Section]:
-    """Logged seconds per training step of every model and the ratio to AGM's."""
-    cost = tables.training_cost(analysis.logged_step_times({m: outputs.curves[m] for m in outputs.models}),
-                                seeds=outputs.seeds)
-    return [Section(
-        "Training cost", "Wall-clock seconds per training step as each run logged it (the median of its "
-        f"logging intervals; {outputs.interval}), and the ratio to AGM's step paired by seed. These are times on "
-        "the machine that ran the pipeline: runs that shared it with other work are slower.",
-        table_md=tables.to_markdown(cost), table_html=tables.to_html(cost))]
-
-
 def weight_stats_section(outputs: RunOutputs, fig_dir: Path, lam: float) -> list[Section]:
     """Min / mean / max of the importance weights of every weighted model, corr(w, t), and how far from
     uniform the weights are (effective sample size, max/min ratio, share at the clamp) (none when no model

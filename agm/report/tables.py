@@ -4,7 +4,6 @@
   deltas computed from them (ΔFID = -3.06, -10.7 %; precision and recall +0.020, +2.8 % / +2.1 %).
 - :func:`table3_values` reduces per-seed metrics to means, Student-t intervals and the AGM vs
   baseline deltas; :func:`table3` renders them as text cells.
-- :func:`training_cost` compares the logged seconds per training step of every model with AGM's.
 - :func:`to_markdown` / :func:`to_html` turn a DataFrame into GitHub markdown / an HTML table.
 
 A number that cannot be computed (a seed whose output is missing, a value that is NaN or infinite, a
@@ -17,7 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from agm.report.stats import MeanCI, mean_ci, na
@@ -176,56 +174,6 @@ def paper_table3_values() -> Table3Values:
 def paper_table3() -> pd.DataFrame:
     """The paper's Table 3 with its deltas, in the layout of :func:`table3` (without seeds)."""
     return _render_table3(paper_table3_values(), "FID").drop(columns="seeds")
-
-
-def _median(times: Sequence[float] | None) -> float | None:
-    """The median of a run's logged step times; None for a missing run, nan for a run that logged none."""
-    if times is None:
-        return None
-    return float(np.median(times)) if len(times) else math.nan
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    """a / b; None when either is missing, ±inf or nan (not an exception) when b is 0."""
-    if a is None or b is None:
-        return None
-    if b == 0:
-        return math.nan if a == 0 else math.copysign(math.inf, a)
-    return a / b
-
-
-def training_cost(step_times: dict[str, Sequence[Sequence[float] | None]], reference: str = "agm",
-                  seeds: Sequence[int] | None = None) -> pd.DataFrame:
-    """Seconds per training step of every model, and its ratio to ``reference``'s, over seeds.
-
-    A run's cost is the median of its logged step times (each the mean over one logging interval), so a
-    few slow intervals (start-up, a checkpoint) do not move it. The ratio is paired by seed,
-    r_s = cost(model, s) / cost(reference, s), and both columns read "mean ± 95% interval" over seeds,
-    or "n/a (<reason>)" (see :func:`mean_ci`).
-
-    Args:
-        step_times: model -> per-seed sequences of logged step times in seconds (dvclive's step_time_s),
-            None for a seed whose log is missing; every model has the reference's number of seeds, in the
-            same order.
-        reference: the model the ratios divide by.
-        seeds: the seed of each run, to name them where a number is n/a.
-
-    Returns:
-        DataFrame with columns Model, "s / step", "× <reference>", seeds.
-    """
-    if reference not in step_times:
-        raise ValueError(f"step_times lacks the reference model {reference!r}; has {sorted(step_times)}")
-    ref = [_median(times) for times in step_times[reference]]
-    rows = []
-    for model, per_seed in step_times.items():
-        cost = [_median(times) for times in per_seed]
-        if len(cost) != len(ref):
-            raise ValueError(f"model {model!r} has {len(cost)} seeds, {reference!r} has {len(ref)}")
-        rows.append({"Model": model, "s / step": mean_ci(cost, seeds=seeds).format(3),
-                     f"× {reference}": mean_ci([_ratio(c, r) for c, r in zip(cost, ref, strict=True)],
-                                               seeds=seeds).format(2),
-                     "seeds": str(len(cost))})
-    return pd.DataFrame(rows, columns=["Model", "s / step", f"× {reference}", "seeds"])
 
 
 def _cell(value: object) -> str:

@@ -21,6 +21,7 @@ from agm.models.files import save_model
 from agm.report import sections
 from agm.report.build import build_report, load_json, load_optional, params_mapping, read_live_curves
 from agm.report.sections import RunOutputs
+from agm.report.studies import load_studies
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "tiny_params.yaml"
@@ -28,14 +29,24 @@ POTENTIAL = dict(in_channels=1, widths=(4, 4, 4), pool=1, groups=2)
 DIGESTS = {"code (stages.report)": "c0de" * 16, "runs": "ab" * 32}
 """What the page says it was rendered from (stages/report.py computes them; here any hex digests)."""
 
+STUDIES = "Studies: the λ sweep and the power study"
 FULL_HEADINGS = [
-    "Fig. 3 — samples", "Fig. 4 — training curves", "Fig. 5 — saliency of the potential", "Table 3 — reproduced",
+    "Table 2 — hyperparameters", "Fig. 3 — samples", "Fig. 4 — training curves", "Fig. 5 — saliency of the potential",
+    "Table 3 — reproduced",
     "Table 3 — the paper (CelebA-HQ 64×64, FID on 10k samples, 500k steps)",
     "Every model — controls beside Table 3", "Metric vs training steps", "Training cost", "Importance weights",
     "How far the weights are from uniform",
     "AGM's weight as a function of t", "No stop-gradient (paper §4.4)", "No stop-gradient — weights",
-    "Time-only weighting against AGM", "Parameters",
+    "Time-only weighting against AGM", STUDIES, "Parameters",
 ]
+
+
+def _build(**kwargs):
+    """build_report with the repository's paper profile and studies file, linked from a report folder one level
+    below the root."""
+    return build_report(paper_profile=load_params(ROOT / "profiles" / "paper.yaml"),
+                        studies=load_studies(ROOT / "docs" / "results" / "verdicts.yaml"), root_from_report="..",
+                        **kwargs)
 
 
 def _curve(model: str, seed: int) -> pd.DataFrame:
@@ -92,7 +103,7 @@ def test_params_mapping_prints_the_params_file(path: Path) -> None:
 def test_full_report(tmp_path: Path, one_thread) -> None:
     models = ["baseline", "agm", "no_detach", "time_only", "action_matching"]
     out = tmp_path / "report"
-    files = build_report(out_dir=out, params=load_params(TINY),
+    files = _build(out_dir=out, params=load_params(TINY),
                          outputs=_outputs(tmp_path, models, [0, 1], with_potential=True),
                          provenance=DIGESTS, profile="smoke")
     text = files.markdown.read_text()
@@ -116,13 +127,13 @@ def test_full_report(tmp_path: Path, one_thread) -> None:
 
 def test_minimal_report_leaves_out_what_did_not_run(tmp_path: Path) -> None:
     outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=False)
-    files = build_report(out_dir=tmp_path / "report", params=load_params(TINY), outputs=outputs,
+    files = _build(out_dir=tmp_path / "report", params=load_params(TINY), outputs=outputs,
                          provenance=DIGESTS, profile="smoke")
     text = files.markdown.read_text()
     assert re.findall(r"^## (.*)$", text, flags=re.M) == [
-        "Fig. 3 — samples", "Fig. 4 — training curves", "Table 3 — reproduced",
+        "Table 2 — hyperparameters", "Fig. 3 — samples", "Fig. 4 — training curves", "Table 3 — reproduced",
         "Table 3 — the paper (CelebA-HQ 64×64, FID on 10k samples, 500k steps)", "Metric vs training steps",
-        "Training cost", "Importance weights", "How far the weights are from uniform", "Parameters"]
+        "Training cost", "Importance weights", "How far the weights are from uniform", STUDIES, "Parameters"]
     assert "one seed 0, so no interval (list more in params `seeds`)" in text
     assert "Paired by seed" not in text
 
@@ -157,7 +168,7 @@ def test_a_zero_baseline_metric_renders_na(tmp_path: Path) -> None:
     outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=False)
     metrics = {m: [dict(row) for row in rows] for m, rows in outputs.metrics.items()}
     metrics["baseline"][0]["precision"] = 0.0
-    files = build_report(out_dir=tmp_path / "report", params=load_params(TINY), provenance=DIGESTS, profile="paper",
+    files = _build(out_dir=tmp_path / "report", params=load_params(TINY), provenance=DIGESTS, profile="paper",
                          outputs=dataclasses.replace(outputs, metrics=metrics))
     text = files.markdown.read_text()
     assert "| baseline | 58.00 | 0.000 | 0.600 | 1 |" in text
@@ -179,7 +190,7 @@ def test_nan_and_missing_seeds_render_na(tmp_path: Path, one_thread) -> None:
     degenerate = dataclasses.replace(outputs, metrics=metrics, curves=curves, steps=steps,
                                      grids=dict(outputs.grids, time_only=None))
     out = tmp_path / "report"
-    files = build_report(out_dir=out, params=load_params(TINY), outputs=degenerate, provenance=DIGESTS, profile="smoke")
+    files = _build(out_dir=out, params=load_params(TINY), outputs=degenerate, provenance=DIGESTS, profile="smoke")
     text = files.markdown.read_text()
     assert re.findall(r"^## (.*)$", text, flags=re.M) == FULL_HEADINGS
     assert len(list((out / "figures").glob("*.png"))) == 8  # no metric-vs-steps figure
@@ -191,7 +202,8 @@ def test_nan_and_missing_seeds_render_na(tmp_path: Path, one_thread) -> None:
     assert "seed 1: n/a (no_detach curves missing)." in text
     assert "time_only: n/a (seed 0 sample grid missing)." in text
     assert "action_matching: n/a (seed 0 curves missing)." in text
-    assert "| action_matching | n/a (seed 0 missing) | n/a (seed 0 missing) | 2 |" in text
+    cost_row = r"\| action_matching \| n/a \(not counted\) \| n/a \| [0-9.]+ \| [0-9.–]+ \| [0-9.–]+ \| 1 of 2 \|"
+    assert re.search(cost_row, text)  # training cost: the one logged run
     assert "agm: effective sample size n/a (seed 1 is NaN) of the batch" in text
     assert "The curves: n/a (agm: seed 1 missing)." in text
     assert not re.search(r"\bnan\b", text)  # every unusable number says why
@@ -201,12 +213,12 @@ def test_a_missing_agm_model_or_first_seed_renders_na(tmp_path: Path) -> None:
     outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=True)
     gone = dataclasses.replace(outputs, agm_model=tmp_path / "missing.pt", grids={"baseline": None, "agm": None},
                                curves={"baseline": [None], "agm": [None]})
-    text = build_report(out_dir=tmp_path / "report", params=load_params(TINY), outputs=gone, provenance=DIGESTS,
+    text = _build(out_dir=tmp_path / "report", params=load_params(TINY), outputs=gone, provenance=DIGESTS,
                         profile="smoke").markdown.read_text()
     assert f"n/a (seed 0 AGM model missing: {tmp_path / 'missing.pt'})" in text
     assert "baseline, agm: n/a (seed 0 sample grid missing)." in text
     assert "baseline, agm: n/a (seed 0 curves missing)." in text
-    assert "| agm | n/a (seed 0 missing) | n/a (seed 0 missing) | 1 |" in text  # training cost
+    assert re.search(r"\| agm \| [0-9.]+ \| [0-9.]+ \| n/a \| n/a \| n/a \| 0 of 1 \|", text)  # training cost
 
 
 def test_load_optional_records_what_is_missing(tmp_path: Path) -> None:
@@ -250,7 +262,9 @@ def test_report_stage_shows_a_missing_seed_as_na(tmp_path: Path, monkeypatch, ca
                     {"fd_digits": 50.0 + seed, "precision": 0.0, "recall": 0.6, "n_samples": 100}))
     (tmp_path / "metrics" / "features.json").write_text(json.dumps(
         {"feature_space": "digits", "real_vs_real": {"fd_digits": 27.5, "precision": 0.91, "recall": 0.92}}))
-    args = {"params": "params.yaml", "real": "train.npz", "runs": "runs", "live": "live", "samples": "samples",
+    args = {"params": "params.yaml", "paper-profile": str(ROOT / "profiles" / "paper.yaml"),
+            "studies": str(ROOT / "docs" / "results" / "verdicts.yaml"), "real": "train.npz", "runs": "runs",
+            "live": "live", "samples": "samples",
             "metrics": "metrics", "steps": "steps", "out": "reports"}
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["report", *(f"--{k}={v}" for k, v in args.items())])

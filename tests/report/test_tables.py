@@ -20,7 +20,6 @@ from agm.report.tables import (
     table3_values,
     to_html,
     to_markdown,
-    training_cost,
 )
 
 # t quantiles from tables: t_{0.975, 1} = 12.7062047..., t_{0.95, 2} = 2.9199855...
@@ -142,29 +141,6 @@ def test_to_html_escapes() -> None:
     assert "&lt;agm&gt;" in text and "<agm>" not in text
 
 
-def test_training_cost_medians_and_paired_ratio() -> None:
-    # per seed: medians 1.0 and 2.0 (AGM), 3.0 and 8.0 (Action Matching) -> ratios 3 and 4
-    times = {"agm": [[1.0, 1.0, 9.0], [2.0, 2.0, 0.1]], "action_matching": [[3.0, 3.0, 3.0], [8.0, 8.0, 8.0]]}
-    df = training_cost(times)
-    assert list(df.columns) == ["Model", "s / step", "× agm", "seeds"]
-    row = df.set_index("Model")
-    t = T_975_DF1
-    assert row.loc["agm", "s / step"] == f"1.500 ± {t * 0.5 / 1:.3f}"  # std of (1, 2) is 1/√2, /√2 again
-    assert row.loc["agm", "× agm"] == "1.00 ± 0.00"
-    assert row.loc["action_matching", "× agm"] == f"3.50 ± {t * 0.5:.2f}"
-    assert row.loc["action_matching", "seeds"] == "2"
-
-
-def test_training_cost_needs_the_reference_and_equal_seeds() -> None:
-    with pytest.raises(ValueError, match="reference model 'agm'"):
-        training_cost({"baseline": [[1.0]]})
-    with pytest.raises(ValueError, match="'baseline' has 1 seeds"):
-        training_cost({"agm": [[1.0], [1.0]], "baseline": [[1.0]]})
-
-
-# --- numbers that cannot be computed: "n/a (<reason>)", never an exception ------------------------
-
-
 def test_number_and_na() -> None:
     assert na("seed 1 missing") == "n/a (seed 1 missing)"
     assert number(0.0, 3) == "0.000" and number(0.02, 3, sign="+") == "+0.020"
@@ -204,9 +180,3 @@ def test_nan_and_missing_seeds_render_na_with_the_reason() -> None:
     assert "n/a (seed 7 is NaN)" in to_markdown(table3(reproduced, "FD", seeds=[3, 7]))
 
 
-def test_training_cost_of_a_missing_or_zero_run_is_na() -> None:
-    times = {"agm": [[1.0], [0.0], None], "baseline": [[2.0], [1.0], [3.0]], "idle": [[], [1.0], [1.0]]}
-    row = training_cost(times, seeds=[0, 1, 2]).set_index("Model")
-    assert row.loc["agm", "s / step"] == "n/a (seed 2 missing)"
-    assert row.loc["baseline", "× agm"] == "n/a (seed 2 missing, seed 1 is inf)"
-    assert row.loc["idle", "s / step"] == "n/a (seed 0 is NaN)"  # a run that logged no step time
