@@ -53,5 +53,6 @@ def studies_section(studies: list[Study], root_from_report: str) -> list[Section
                   f"<tbody>{rows_html}</tbody></table>")
     text = ("This run is one λ and the seeds in params.yaml; the committed studies below answer what it cannot: "
             "how the result depends on λ, and whether an effect of the paper's size exists at a power that could "
-            "see it.")
+            "see it. They ran on the default profile: 8×8 digits, distances in the digit classifier's feature space "
+            "(fd_digits, kd_digits).")
     return [Section("Studies: the λ sweep and the power study", text, table_md=table_md, table_html=table_html)]
