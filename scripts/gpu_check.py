@@ -814,7 +814,8 @@ def drive(args: argparse.Namespace) -> int:
             log.flush()
             print(f"gpu_check: {name} (cap {cap:.0f} s)", flush=True)
             t0 = time.monotonic()
-            # a session of its own, so a kill at the cap also ends the stage processes the section started
+            # its own POSIX process group (start_new_session), so a kill at the cap also ends the stage
+            # processes the section started
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_root,
                                     start_new_session=True)
             echo = threading.Thread(target=_echo, args=(proc.stdout, log), daemon=True)  # output as it comes
