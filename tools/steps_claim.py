@@ -3,7 +3,11 @@
 For every ``LAMBDA=REV`` (a git revision or DVC experiment of the sweep, e.g. ``1=straw-aqua``) it reads that
 revision's metric-vs-steps CSVs (``steps/<model>/s<seed>.csv``, committed with each experiment) and asks, as
 the report does (agm.report.analysis.compare_steps), at which snapshot the AGM curve averaged over seeds
-first reaches the baseline's final distance; and the same per seed. Writes one CSV row per λ:
+first reaches the baseline's final distance; and the same per seed. Paired by seed
+(agm.report.analysis.paired_gap_to_final), it also gives the step at which AGM's gap to the baseline's final
+value, AGM_s(k) − baseline_s(last), crosses 0 on average, with the steps at which the ends of its pointwise
+95% band cross (an interval; empty: not within the steps run). Writes one CSV row per λ, and with --gaps-out
+the gap at every snapshot:
 
     python -m tools.steps_claim --out docs/results/lambda-sweep/steps_claim.csv 0.1=HEAD 1=straw-aqua ...
 
@@ -19,7 +23,7 @@ import subprocess
 import pandas as pd
 import yaml
 
-from agm.report.analysis import compare_steps, first_step_reaching
+from agm.report.analysis import compare_steps, first_step_reaching, paired_gap_to_final
 
 
 def show(sha: str, path: str) -> str:
@@ -49,9 +53,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="CSV to write")
     ap.add_argument("--metric", default="fd_digits")
+    ap.add_argument("--gaps-out", help="CSV of AGM's paired gap to the baseline's final value at every snapshot")
     ap.add_argument("runs", nargs="+", help="LAMBDA=REV: a revision or experiment name per λ")
     args = ap.parse_args()
-    rows = []
+    rows, gap_rows = [], []
     for spec in args.runs:
         lam, _, rev = spec.partition("=")
         rev = _commit_sha(rev) if _is_commit(rev) else _experiment_sha(rev)
@@ -64,15 +69,24 @@ def main() -> None:
         cmp = compare_steps(steps, args.metric)
         per_seed = [first_step_reaching(a["step"].tolist(), a[args.metric].tolist(), float(b[args.metric].iloc[-1]))
                     for a, b in zip(steps["agm"], steps["baseline"], strict=True)]
+        gap = paired_gap_to_final(steps, args.metric)
+        gap_rows += [{"lambda": float(lam), "step": k, "fraction": k / gap.total_steps, "seeds": g.n,
+                      "gap_mean": round(g.mean, 4), "gap_95_half_width": round(g.half_width, 4)}
+                     for k, g in zip(gap.steps, gap.gaps, strict=True)]
         rows.append({"lambda": float(lam), "rev": rev[:10], "seeds": len(seeds),
                      f"baseline_final_{args.metric}": round(cmp.baseline_final, 4),
                      "agm_mean_reaches_at_step": "never" if cmp.agm_reaches_at is None else cmp.agm_reaches_at,
                      "total_steps": cmp.total_steps,
                      "fraction": "" if cmp.agm_reaches_at is None else cmp.agm_reaches_at / cmp.total_steps,
-                     "per_seed_steps": " ".join("never" if s is None else str(s) for s in per_seed)})
+                     "per_seed_steps": " ".join("never" if s is None else str(s) for s in per_seed),
+                     **{f"paired_crossing{end}": "" if step is None else round(step)
+                        for end, step in (("", gap.crossing), ("_95_low", gap.crossing_low),
+                                          ("_95_high", gap.crossing_high))}})
     table = pd.DataFrame(rows).sort_values("lambda")
     table.to_csv(args.out, index=False)
     print(table.to_string(index=False))
+    if args.gaps_out:
+        pd.DataFrame(gap_rows).to_csv(args.gaps_out, index=False)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 - :func:`first_step_reaching`: the first checkpoint step at which a metric reaches a target level.
 - :func:`mean_over_seeds`: per-step mean and 95 % half-width of several seeds' metric-vs-steps frames.
 - :func:`compare_steps`: when AGM's mean curve first reaches the baseline's final value.
+- :func:`paired_gap_to_final`: AGM's gap to the baseline's final value at every snapshot, paired by seed, and
+  the step at which it crosses zero with an interval.
 - :func:`reproduced_metrics`: per-seed distance, precision and recall of every model, as Table 3 takes them.
 - :func:`weight_time_correlation`: the mean over seeds of each run's average corr(w, t).
 - :func:`logged_step_times`: each run's logged seconds per step, as the training-cost table takes them.
@@ -101,6 +103,73 @@ def compare_steps(steps: dict[str, Sequence[pd.DataFrame]], metric: str) -> Step
     reach = first_step_reaching(means["agm"]["step"].tolist(), means["agm"][metric].tolist(), baseline_final,
                                 lower_is_better=True)
     return StepsComparison(curves, baseline_final, reach, int(means["baseline"]["step"].max()))
+
+
+def _zero_crossing(steps: Sequence[int], values: Sequence[float]) -> float | None:
+    """The first step at which the piecewise-linear curve through (steps, values) reaches 0 from above,
+    or None if it stays above 0 (or has a NaN before reaching it)."""
+    prev: tuple[int, float] | None = None
+    for step, value in zip(steps, values, strict=True):
+        if math.isnan(value):
+            return None
+        if value <= 0:
+            if prev is None:
+                return float(step)
+            s0, v0 = prev
+            return s0 + (step - s0) * v0 / (v0 - value)
+        prev = (step, value)
+    return None
+
+
+@dataclass(frozen=True)
+class GapToFinal:
+    """AGM's metric at each snapshot minus the baseline's final metric of the same seed (lower is better).
+
+    Attributes:
+        steps: the snapshot steps, ascending.
+        gaps: for each step, mean ± 95% t half-width of AGM(step) − baseline(last step) over seeds.
+        crossing: the step at which the mean gap reaches 0 (linear between snapshots), or None if it does not.
+        crossing_low, crossing_high: the steps at which the lower and the upper end of the pointwise 95% band
+            reach 0: an interval for ``crossing`` (``crossing_high`` None: not within the steps run).
+        total_steps: the last step.
+    """
+
+    steps: list[int]
+    gaps: list[MeanCI]
+    crossing: float | None
+    crossing_low: float | None
+    crossing_high: float | None
+    total_steps: int
+
+
+def paired_gap_to_final(steps: dict[str, Sequence[pd.DataFrame]], metric: str) -> GapToFinal:
+    """The paper's metric-vs-steps claim, paired by seed: d_s(k) = AGM_s(k) − baseline_s(K) for every snapshot
+    step k and seed s (K the last step), averaged over seeds with a Student-t interval; AGM matches the
+    baseline's final value where the mean of d crosses 0.
+
+    Args:
+        steps: "baseline" and "agm" -> per-seed metric-vs-steps frames, in the same seed order, every frame
+            with the same steps (columns step, ``metric``).
+    """
+    base, agm = steps["baseline"], steps["agm"]
+    if len(base) != len(agm) or not base:
+        raise ValueError(f"need the same number (> 0) of baseline and agm frames, got {len(base)} and {len(agm)}")
+    grid = sorted(int(k) for k in agm[0]["step"])
+    columns = []
+    for a, b in zip(agm, base, strict=True):
+        if sorted(int(k) for k in a["step"]) != grid:
+            raise ValueError(f"the agm frames have different steps: {grid} vs {sorted(a['step'])}")
+        final = float(b.sort_values("step")[metric].iloc[-1])
+        columns.append(a.sort_values("step")[metric].to_numpy(dtype=float) - final)
+    gaps = [mean_ci([float(c[i]) for c in columns]) for i in range(len(grid))]
+    mean = [g.mean for g in gaps]
+    half = [0.0 if math.isnan(g.half_width) else g.half_width for g in gaps]
+    return GapToFinal(
+        steps=grid, gaps=gaps, crossing=_zero_crossing(grid, mean),
+        crossing_low=_zero_crossing(grid, [m - h for m, h in zip(mean, half, strict=True)]),
+        crossing_high=_zero_crossing(grid, [m + h for m, h in zip(mean, half, strict=True)]),
+        total_steps=int(base[0]["step"].max()),
+    )
 
 
 def _metric(row: dict[str, Any] | None, key: str) -> float | None:

@@ -15,11 +15,13 @@ from agm.report.analysis import (
     logged_step_times,
     mean_over_runs,
     mean_over_seeds,
+    paired_gap_to_final,
     reproduced_metrics,
     weight_time_correlation,
 )
 
 T_975_DF1 = 12.706204736174707  # t_{0.975, 1}
+T_975_DF2 = 4.302652729749464  # t_{0.975, 2}
 
 # --- ewm_smooth ---------------------------------------------------------------------------------
 
@@ -99,6 +101,40 @@ def test_compare_steps_finds_where_agm_reaches_the_baseline() -> None:
     assert comparison.curves["model"].tolist() == ["baseline"] * 3 + ["agm"] * 3
     never = compare_steps({"baseline": [_steps([3.0, 2.0])], "agm": [_steps([5.0, 4.0])]}, "fd")
     assert never.agm_reaches_at is None and never.total_steps == 200
+
+
+def _curve(values: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"step": [250, 500, 750, 1000], "fd": values})
+
+
+def test_paired_gap_to_final_crossing_and_its_interval() -> None:
+    """Three seeds whose gaps AGM(k) − baseline(final) are m_k − 1, m_k, m_k + 1 with m = (6, 2, −2, −6): the
+    mean gap crosses 0 halfway between 500 and 750; the band m ± h (h = t_{0.975,2} · 1/√3) crosses where
+    the straight lines through the snapshots say."""
+    finals = [10.0, 20.0, 30.0]
+    m = [6.0, 2.0, -2.0, -6.0]
+    agm = [_curve([f + mk + off for mk in m]) for f, off in zip(finals, (-1.0, 0.0, 1.0), strict=True)]
+    base = [_curve([f + 40.0, f + 20.0, f + 5.0, f]) for f in finals]
+    gap = paired_gap_to_final({"baseline": base, "agm": agm}, "fd")
+    h = T_975_DF2 / math.sqrt(3)
+    assert gap.steps == [250, 500, 750, 1000] and gap.total_steps == 1000
+    assert [g.mean for g in gap.gaps] == pytest.approx(m)
+    assert [g.half_width for g in gap.gaps] == pytest.approx([h] * 4)
+    assert gap.crossing == pytest.approx(625.0)
+    assert gap.crossing_low == pytest.approx(250 + 250 * (6 - h) / ((6 - h) - (2 - h)))
+    assert gap.crossing_high == pytest.approx(750 + 250 * (-2 + h) / ((-2 + h) - (-6 + h)))
+
+
+def test_paired_gap_to_final_edges() -> None:
+    """Reached at the first snapshot, never reached, and frames that do not pair."""
+    at_once = paired_gap_to_final({"baseline": [_curve([9.0, 8.0, 7.0, 6.0])], "agm": [_curve([5.0] * 4)]}, "fd")
+    assert at_once.crossing == 250.0 and at_once.crossing_low == 250.0 and at_once.crossing_high == 250.0
+    never = paired_gap_to_final({"baseline": [_curve([9.0, 8.0, 7.0, 1.0])] * 2,
+                                 "agm": [_curve([5.0, 4.0, 3.0, 2.0]), _curve([5.0, 4.0, 3.0, 2.5])]}, "fd")
+    assert never.crossing is None and never.crossing_high is None
+    assert never.crossing_low is not None  # the lower end of a two-seed band reaches 0
+    with pytest.raises(ValueError, match="same number"):
+        paired_gap_to_final({"baseline": [_curve([1.0] * 4)], "agm": []}, "fd")
 
 
 # --- metrics and curves -------------------------------------------------------------------------
