@@ -7,11 +7,15 @@ first reaches the baseline's final distance; and the same per seed. Paired by se
 (agm.report.analysis.paired_gap_to_final), it also gives the step at which AGM's gap to the baseline's final
 value, AGM_s(k) − baseline_s(last), crosses 0 on average, with the steps at which the ends of its pointwise
 95% band cross (an interval; empty: not within the steps run). Writes one CSV row per λ, and with --gaps-out
-the gap at every snapshot:
+the gap at every snapshot, beside two references paired the same way: the baseline's own gap to its final value,
+baseline_s(k) − baseline_s(K) (how far the baseline itself is at that step), and AGM − baseline at the same step,
+AGM_s(k) − baseline_s(k):
 
     python -m tools.steps_claim --out docs/results/lambda-sweep/steps_claim.csv 0.1=HEAD 1=straw-aqua ...
 
-Run it in the repository that holds the experiments (their refs are local unless pushed).
+Run it in the repository that holds the experiments (their refs are local unless pushed). REV may also be a folder
+holding copies of the CSVs as ``<model>/s<seed>.csv`` (e.g. docs/results/power/steps_l0.1); its λ is then the caller's
+word.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from __future__ import annotations
 import argparse
 import io
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from agm.report.analysis import compare_steps, first_step_reaching, paired_gap_to_final
+from agm.report.stats import mean_ci
 
 
 def show(sha: str, path: str) -> str:
@@ -49,31 +55,54 @@ def _experiment_sha(name: str) -> str:
     return found[0]
 
 
+def gap_table(lam: float, steps: dict[str, list[pd.DataFrame]], metric: str) -> list[dict[str, float]]:
+    """One row per snapshot step k, each a mean over seeds with its 95% half-width: AGM's gap to the same seed's
+    final baseline value (``gap``), the baseline's gap to its own final value (``baseline_gap``) and AGM − baseline
+    at step k (``same_step_diff``)."""
+    gap = paired_gap_to_final(steps, metric)
+    base = [b.sort_values("step")[metric].to_numpy(dtype=float) for b in steps["baseline"]]
+    agm = [a.sort_values("step")[metric].to_numpy(dtype=float) for a in steps["agm"]]
+    rows = []
+    for i, (k, g) in enumerate(zip(gap.steps, gap.gaps, strict=True)):
+        own = mean_ci([float(b[i] - b[-1]) for b in base])
+        same = mean_ci([float(a[i] - b[i]) for a, b in zip(agm, base, strict=True)])
+        rows.append({"lambda": lam, "step": k, "fraction": k / gap.total_steps, "seeds": g.n,
+                     "gap_mean": round(g.mean, 4), "gap_95_half_width": round(g.half_width, 4),
+                     "baseline_gap_mean": round(own.mean, 4), "baseline_gap_95_half_width": round(own.half_width, 4),
+                     "same_step_diff_mean": round(same.mean, 4),
+                     "same_step_diff_95_half_width": round(same.half_width, 4)})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="CSV to write")
     ap.add_argument("--metric", default="fd_digits")
     ap.add_argument("--gaps-out", help="CSV of AGM's paired gap to the baseline's final value at every snapshot")
-    ap.add_argument("runs", nargs="+", help="LAMBDA=REV: a revision or experiment name per λ")
+    ap.add_argument("runs", nargs="+", help="LAMBDA=REV: a revision, experiment name or folder of CSVs per λ")
     args = ap.parse_args()
     rows, gap_rows = [], []
     for spec in args.runs:
         lam, _, rev = spec.partition("=")
-        rev = _commit_sha(rev) if _is_commit(rev) else _experiment_sha(rev)
-        params = yaml.safe_load(show(rev, "params.yaml"))
-        if float(params["lambda"]) != float(lam):
-            raise SystemExit(f"error: {rev} has lambda {params['lambda']}, not {lam}")
-        seeds = params["seeds"]
-        steps = {m: [pd.read_csv(io.StringIO(show(rev, f"steps/{m}/s{s}.csv"))) for s in seeds]
-                 for m in ("baseline", "agm")}
+        if Path(rev).is_dir():  # a copy of the CSVs: <folder>/<model>/s<seed>.csv, every seed with both models
+            folder = Path(rev)
+            seeds = sorted(int(p.stem[1:]) for p in (folder / "agm").glob("s*.csv")
+                           if (folder / "baseline" / p.name).is_file())
+            steps = {m: [pd.read_csv(folder / m / f"s{s}.csv") for s in seeds] for m in ("baseline", "agm")}
+        else:
+            rev = _commit_sha(rev) if _is_commit(rev) else _experiment_sha(rev)
+            params = yaml.safe_load(show(rev, "params.yaml"))
+            if float(params["lambda"]) != float(lam):
+                raise SystemExit(f"error: {rev} has lambda {params['lambda']}, not {lam}")
+            seeds = params["seeds"]
+            steps = {m: [pd.read_csv(io.StringIO(show(rev, f"steps/{m}/s{s}.csv"))) for s in seeds]
+                     for m in ("baseline", "agm")}
         cmp = compare_steps(steps, args.metric)
         per_seed = [first_step_reaching(a["step"].tolist(), a[args.metric].tolist(), float(b[args.metric].iloc[-1]))
                     for a, b in zip(steps["agm"], steps["baseline"], strict=True)]
         gap = paired_gap_to_final(steps, args.metric)
-        gap_rows += [{"lambda": float(lam), "step": k, "fraction": k / gap.total_steps, "seeds": g.n,
-                      "gap_mean": round(g.mean, 4), "gap_95_half_width": round(g.half_width, 4)}
-                     for k, g in zip(gap.steps, gap.gaps, strict=True)]
-        rows.append({"lambda": float(lam), "rev": rev[:10], "seeds": len(seeds),
+        gap_rows += gap_table(float(lam), steps, args.metric)
+        rows.append({"lambda": float(lam), "rev": rev if Path(rev).is_dir() else rev[:10], "seeds": len(seeds),
                      f"baseline_final_{args.metric}": round(cmp.baseline_final, 4),
                      "agm_mean_reaches_at_step": "never" if cmp.agm_reaches_at is None else cmp.agm_reaches_at,
                      "total_steps": cmp.total_steps,
