@@ -40,3 +40,8 @@ def test_a_drift_loss_that_triples_at_a_known_step_collapses_there_and_an_equal_
     # a mean of at most len(steps) equal doubles: within len(steps) rounding steps of the value
     assert rows.loc[2, "no_detach_drift_loss_last10pct"] == pytest.approx(
         3.0 * rows.loc[2, "agm_drift_loss_last10pct"], rel=len(steps) * np.finfo(float).eps)
+    # how far apart the runs ever were: 0 for equal curves; for the jump, the smoothed 3× reaches within the EWM's
+    # reach of 2 (|3x − x| / x) by the last step, 900 steps (45 points, 9 spans) after it
+    assert rows.loc[1, "max_relative_gap_drift_loss"] == 0.0
+    assert rows.loc[2, "max_relative_gap_drift_loss"] == pytest.approx(2.0, rel=1e-3)
+    assert rows.loc[2, "max_relative_gap_potential_loss"] == 0.0

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -39,9 +40,21 @@ def seed_curves(root: Path) -> dict[int, dict[str, pd.DataFrame]]:
     return found
 
 
+def max_relative_gap(no_detach: pd.DataFrame, agm: pd.DataFrame, key: str, reached: int) -> float:
+    """max over the steps both runs logged (≤ ``reached``) of |nd − agm| / agm for ``key``, each curve smoothed
+    as the collapse rule smooths it: how far apart the two runs ever were."""
+    nd = no_detach[no_detach["step"] <= reached].sort_values("step").set_index("step")[key]
+    ref = agm[agm["step"] <= reached].sort_values("step").set_index("step")[key]
+    shared = nd.index.intersection(ref.index)
+    smooth_nd = ewm_smooth(nd.loc[shared], max(2, len(shared) // COLLAPSE_SPAN_DIVISOR)).to_numpy()
+    smooth_ref = ewm_smooth(ref.loc[shared], max(2, len(shared) // COLLAPSE_SPAN_DIVISOR)).to_numpy()
+    return float(np.max(np.abs(smooth_nd - smooth_ref) / np.abs(smooth_ref)))
+
+
 def collapse_rows(curves: dict[int, dict[str, pd.DataFrame]], margin: float) -> pd.DataFrame:
-    """One row per seed: the steps both runs reached, the collapse step (empty: none) and the rule's reason, and each
-    run's mean drift and potential loss over the last tenth of those steps."""
+    """One row per seed: the steps both runs reached, the collapse step (empty: none) and the rule's reason, how far
+    apart the runs' smoothed losses ever were (:func:`max_relative_gap`), and each run's mean drift and potential
+    loss (and max/min weight ratio, where logged) over the last tenth of those steps."""
     rows = []
     for seed, pair in sorted(curves.items()):
         reached = int(min(pair["agm"]["step"].max(), pair["no_detach"]["step"].max()))
@@ -49,10 +62,13 @@ def collapse_rows(curves: dict[int, dict[str, pd.DataFrame]], margin: float) -> 
         c = collapse_step(nd, pair["agm"], margin)
         row = {"seed": seed, "steps_reached": reached, "collapse_step": c.step, "reason": c.reason,
                "verdict": describe_collapse(c)}
+        for key in ("drift_loss", "potential_loss"):
+            row[f"max_relative_gap_{key}"] = max_relative_gap(pair["no_detach"], pair["agm"], key, reached)
         for model, df in pair.items():
             tail = df[(df["step"] > 0.9 * reached) & (df["step"] <= reached)]
-            row[f"{model}_drift_loss_last10pct"] = float(tail["drift_loss"].mean())
-            row[f"{model}_potential_loss_last10pct"] = float(tail["potential_loss"].mean())
+            for key in ("drift_loss", "potential_loss", "w_ratio"):
+                if key in tail:
+                    row[f"{model}_{key}_last10pct"] = float(tail[key].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
