@@ -74,21 +74,22 @@ def collapse_rows(curves: dict[int, dict[str, pd.DataFrame]], margin: float) -> 
 
 
 def plot(curves: dict[int, dict[str, pd.DataFrame]], path: Path, margin: float) -> None:
-    """Drift loss (top, log y) and potential loss (bottom) of AGM and no_detach, one column per seed, smoothed as the
-    collapse rule smooths them; the dashed line is L_V = 2m, the uninformative V ≡ 0."""
+    """Drift loss (top, log y) and potential loss (bottom) of AGM (solid) and no_detach (dashed, so equal curves stay
+    visible), one column per seed, smoothed as the collapse rule smooths them; the grey line is L_V = 2m, the
+    uninformative V ≡ 0."""
     seeds = sorted(curves)
     fig, axes = plt.subplots(2, len(seeds), figsize=(4 * len(seeds), 6), squeeze=False, sharex=True,
                              layout="constrained")
     for j, seed in enumerate(seeds):
-        for model, color in (("agm", "tab:blue"), ("no_detach", "tab:red")):
+        for model, color, style in (("agm", "tab:blue", "-"), ("no_detach", "tab:red", "--")):
             df = curves[seed][model].sort_values("step")
             span = max(2, len(df) // COLLAPSE_SPAN_DIVISOR)
             for i, key in enumerate(("drift_loss", "potential_loss")):
                 axes[i, j].plot(df["step"], df[key], color=color, alpha=0.2, linewidth=0.6)
-                axes[i, j].plot(df["step"], ewm_smooth(df[key], span), color=color, label=model)
+                axes[i, j].plot(df["step"], ewm_smooth(df[key], span), color=color, linestyle=style, label=model)
         axes[0, j].set_yscale("log")
         axes[0, j].set_title(f"seed {seed}: drift loss $L_f$")
-        axes[1, j].axhline(2 * margin, color="grey", linestyle="--", linewidth=1, label="2m (V ≡ 0)")
+        axes[1, j].axhline(2 * margin, color="grey", linestyle=":", linewidth=1, label="2m (V ≡ 0)")
         axes[1, j].set_title(f"seed {seed}: potential loss $L_V$")
         axes[1, j].set_xlabel("training step")
         axes[0, j].legend()
