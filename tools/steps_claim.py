@@ -60,6 +60,8 @@ def gap_table(lam: float, steps: dict[str, list[pd.DataFrame]], metric: str) -> 
     final baseline value (``gap``), the baseline's gap to its own final value (``baseline_gap``) and AGM − baseline
     at step k (``same_step_diff``)."""
     gap = paired_gap_to_final(steps, metric)
+    if any(sorted(int(k) for k in b["step"]) != gap.steps for b in steps["baseline"]):
+        raise SystemExit(f"error: the baseline's snapshot steps differ from AGM's {gap.steps}")
     base = [b.sort_values("step")[metric].to_numpy(dtype=float) for b in steps["baseline"]]
     agm = [a.sort_values("step")[metric].to_numpy(dtype=float) for a in steps["agm"]]
     rows = []
