@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from agm.report.analysis import paired_gap_to_final
 from tools.steps_claim import gap_table
 
 STEPS = [250, 500, 750, 1000]
@@ -25,7 +26,8 @@ def test_gap_table_pairs_each_seed_with_its_own_baseline():
     # AGM = the same seed's baseline + δ_s, δ_s = 0.3 + 0.1 · (s − 2): mean 0.3, sample SD 0.1 · √2.5
     delta = 0.3 + 0.1 * (seeds - 2.0)
     agm = [b + d for b, d in zip(base, delta, strict=True)]
-    rows = pd.DataFrame(gap_table(0.1, {"baseline": _frames(base), "agm": _frames(agm)}, "fd_digits"))
+    steps = {"baseline": _frames(base), "agm": _frames(agm)}
+    rows = pd.DataFrame(gap_table(0.1, steps, "fd_digits", paired_gap_to_final(steps, "fd_digits")))
 
     assert rows["step"].tolist() == STEPS and (rows["seeds"] == len(seeds)).all()
     own = 1000.0 / np.array(STEPS) - 1.0

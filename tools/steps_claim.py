@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from agm.report.analysis import compare_steps, first_step_reaching, paired_gap_to_final
+from agm.report.analysis import GapToFinal, compare_steps, first_step_reaching, paired_gap_to_final
 from agm.report.stats import mean_ci
 
 
@@ -55,11 +55,11 @@ def _experiment_sha(name: str) -> str:
     return found[0]
 
 
-def gap_table(lam: float, steps: dict[str, list[pd.DataFrame]], metric: str) -> list[dict[str, float]]:
+def gap_table(lam: float, steps: dict[str, list[pd.DataFrame]], metric: str,
+              gap: GapToFinal) -> list[dict[str, float]]:
     """One row per snapshot step k, each a mean over seeds with its 95% half-width: AGM's gap to the same seed's
-    final baseline value (``gap``), the baseline's gap to its own final value (``baseline_gap``) and AGM − baseline
-    at step k (``same_step_diff``)."""
-    gap = paired_gap_to_final(steps, metric)
+    final baseline value (``gap``, from :func:`paired_gap_to_final` on ``steps``), the baseline's gap to its own
+    final value (``baseline_gap``) and AGM − baseline at step k (``same_step_diff``)."""
     if any(sorted(int(k) for k in b["step"]) != gap.steps for b in steps["baseline"]):
         raise SystemExit(f"error: the baseline's snapshot steps differ from AGM's {gap.steps}")
     base = [b.sort_values("step")[metric].to_numpy(dtype=float) for b in steps["baseline"]]
@@ -87,12 +87,13 @@ def main() -> None:
     for spec in args.runs:
         lam, _, rev = spec.partition("=")
         if Path(rev).is_dir():  # a copy of the CSVs: <folder>/<model>/s<seed>.csv, every seed with both models
-            folder = Path(rev)
+            folder, label = Path(rev), rev
             seeds = sorted(int(p.stem[1:]) for p in (folder / "agm").glob("s*.csv")
                            if (folder / "baseline" / p.name).is_file())
             steps = {m: [pd.read_csv(folder / m / f"s{s}.csv") for s in seeds] for m in ("baseline", "agm")}
         else:
             rev = _commit_sha(rev) if _is_commit(rev) else _experiment_sha(rev)
+            label = rev[:10]
             params = yaml.safe_load(show(rev, "params.yaml"))
             if float(params["lambda"]) != float(lam):
                 raise SystemExit(f"error: {rev} has lambda {params['lambda']}, not {lam}")
@@ -103,8 +104,8 @@ def main() -> None:
         per_seed = [first_step_reaching(a["step"].tolist(), a[args.metric].tolist(), float(b[args.metric].iloc[-1]))
                     for a, b in zip(steps["agm"], steps["baseline"], strict=True)]
         gap = paired_gap_to_final(steps, args.metric)
-        gap_rows += gap_table(float(lam), steps, args.metric)
-        rows.append({"lambda": float(lam), "rev": rev if Path(rev).is_dir() else rev[:10], "seeds": len(seeds),
+        gap_rows += gap_table(float(lam), steps, args.metric, gap)
+        rows.append({"lambda": float(lam), "rev": label, "seeds": len(seeds),
                      f"baseline_final_{args.metric}": round(cmp.baseline_final, 4),
                      "agm_mean_reaches_at_step": "never" if cmp.agm_reaches_at is None else cmp.agm_reaches_at,
                      "total_steps": cmp.total_steps,
