@@ -4,7 +4,8 @@ Writes samples.npy (uint8 (N, C, H, W), `sample.num_samples` at `sample.nfe`) ba
 Fig. 3 grid (grid.npy, grid.png: `sample.grid_size` images at `sample.grid_nfe` from the seed's own grid
 noise, `agm.math.solver.grid_seed`, which no sample batch shares). With `execution.nproc` > 1 the batches are
 shared among that many processes (torchrun); every batch has its own seed, so the images are those of one
-process, and rank 0 alone writes.
+process, and rank 0 alone writes. On a CPU one process draws as many batches at once as it has cores
+(agm.models.samples.cpu_workers); the images are the same.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from agm.io.data import to_uint8
 from agm.io.image_grid import save_image_grid
 from agm.math.solver import euler_maruyama, grid_seed
 from agm.models.files import image_shape, load_drift
-from agm.models.samples import gathered_samples
+from agm.models.samples import cpu_workers, gathered_samples
 from agm.training.checkpoints import load_checkpoint
 from agm.training.distributed import close_process_group, init_process_group, launch
 from stages import run
@@ -46,7 +47,7 @@ def main() -> None:
     rank = init_process_group(device)
     f = load_drift(args.model, device)
     n, batch_size, nfe, g = sample_params.num_samples, sample_params.batch_size, sample_params.nfe, sample_params.g
-    batches = gathered_samples(f, n, batch_size, shape, nfe, g, args.seed, device)
+    batches = gathered_samples(f, n, batch_size, shape, nfe, g, args.seed, device, workers=cpu_workers(device))
     t0 = time.perf_counter()
     if rank > 0:  # draw this process's batches; rank 0 gathers and writes them
         for _ in batches:

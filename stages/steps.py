@@ -20,7 +20,7 @@ from agm.config.params import load_params
 from agm.io.atomic import atomic_path
 from agm.math.metrics.sample_quality import feature_extractor, load_real_features, sample_quality
 from agm.models.files import image_shape, load_drift
-from agm.models.samples import gathered_samples
+from agm.models.samples import cpu_workers, gathered_samples
 from agm.training.checkpoints import load_checkpoint
 from agm.training.distributed import close_process_group, init_process_group, launch
 from stages import run
@@ -51,11 +51,11 @@ def main() -> None:
                                     inception_weights=eval_params.inception_weights, device=device,
                                     batch_size=eval_params.batch_size)
     shape, n, batch_size = image_shape(final), eval_params.snapshot_samples, sample_params.batch_size
-    rows = []
+    rows, workers = [], cpu_workers(device)
     for step, state in points:
         f = load_drift(run_dir / "model.pt", device, state=state)
         images = [x for _, x in gathered_samples(f, n, batch_size, shape, sample_params.nfe, sample_params.g,
-                                                 args.seed, device)]  # rank 0 holds them all; the others none
+                                                 args.seed, device, workers)]  # rank 0 holds them all; the others none
         if rank == 0:
             q = sample_quality(real.features, extract(np.concatenate(images)), k=eval_params.k)
             rows.append({"step": step, **q.record(space, ndigits=None)})  # unrounded: the CSV writes 5 digits
