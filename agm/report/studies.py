@@ -1,5 +1,6 @@
 """The committed studies' verdicts (docs/results/verdicts.yaml), one line each with their date and commit, so a
-reader of the report sees what the λ sweep and the power study concluded beside this run's one λ."""
+reader of the report sees what the λ sweep, the power study and the tests of the paper's other claims concluded
+beside this run's one λ."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def studies_section(studies: list[Study], root_from_report: str) -> list[Section
     table_html = ("<table><thead><tr><th>Study</th><th>Date</th><th>Commit</th><th>Verdict</th></tr></thead>"
                   f"<tbody>{rows_html}</tbody></table>")
     text = ("This run is one λ and the seeds in params.yaml; the committed studies below answer what it cannot: "
-            "how the result depends on λ, and whether an effect of the paper's size exists at a power that could "
-            "see it. They ran on the default profile: 8×8 digits, distances in the digit classifier's feature space "
-            "(fd_digits, kd_digits).")
-    return [Section("Studies: the λ sweep and the power study", text, table_md=table_md, table_html=table_html)]
+            "how the result depends on λ, whether an effect of the paper's size exists at a power that could "
+            "see it, and whether the paper's metric-vs-steps and stop-gradient claims hold. They ran on the default "
+            "profile: 8×8 digits, distances in the digit classifier's feature space (fd_digits, kd_digits).")
+    title = "Studies: the λ sweep, the power study and the paper's claims"
+    return [Section(title, text, table_md=table_md, table_html=table_html)]
