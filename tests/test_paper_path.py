@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -251,8 +252,8 @@ def test_report_renders_fid(paper_run: PaperRun) -> None:
     # This run's sections name no digit-space metric; only the studies section, which quotes the committed
     # default-profile studies (and says so), may.
     studies = "Studies: the λ sweep, the power study and the paper's claims"
-    md_run = re.sub(rf"## {studies}.*?(?=\n## )", "", md, flags=re.S)
-    html_run = re.sub(rf"<section>\s*<h2>{studies}</h2>.*?</section>", "", html, flags=re.S)
+    md_run = re.sub(rf"## {re.escape(studies)}.*?(?=\n## )", "", md, flags=re.S)
+    html_run = re.sub(rf"<section>\s*<h2>{re.escape(escape(studies))}</h2>.*?</section>", "", html, flags=re.S)
     assert md_run != md and html_run != html, "the studies section was not found"
     assert "default profile" in md and "fd_digits" not in md_run and "fd_digits" not in html_run
 
