@@ -8,8 +8,9 @@ would draw. Kept apart from agm.training.distributed so that training does not i
 On a CPU one process also draws its batches on several threads at once, each running its operations on one
 core (:func:`cpu_workers`): small convolutions use two cores poorly inside one operation, and two batches side
 by side draw about 1.4× as many images per second on a 2-core CPU as one batch on two cores
-(docs/notes/default-profile.md). The images do not change: a batch's result does not depend on which thread
-draws it or on how many batches run beside it.
+(docs/notes/default-profile.md). A batch's images depend neither on which thread draws it nor on how many run
+beside it (each has its own generator, and every operation runs on one core). That they equal one batch on two
+cores' images is a property of the CPU's kernels: byte for byte on the 2-core Xeon where it was measured.
 """
 
 from __future__ import annotations
