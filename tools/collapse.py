@@ -24,9 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from agm.report.analysis import ewm_smooth  # noqa: E402
 from agm.report.build import read_live_curves  # noqa: E402
-from agm.report.controls import COLLAPSE_SPAN_DIVISOR, collapse_step, describe_collapse  # noqa: E402
+from agm.report.controls import collapse_smooth, collapse_step, describe_collapse  # noqa: E402
 
 
 def seed_curves(root: Path) -> dict[int, dict[str, pd.DataFrame]]:
@@ -46,8 +45,7 @@ def max_relative_gap(no_detach: pd.DataFrame, agm: pd.DataFrame, key: str, reach
     nd = no_detach[no_detach["step"] <= reached].sort_values("step").set_index("step")[key]
     ref = agm[agm["step"] <= reached].sort_values("step").set_index("step")[key]
     shared = nd.index.intersection(ref.index)
-    smooth_nd = ewm_smooth(nd.loc[shared], max(2, len(shared) // COLLAPSE_SPAN_DIVISOR)).to_numpy()
-    smooth_ref = ewm_smooth(ref.loc[shared], max(2, len(shared) // COLLAPSE_SPAN_DIVISOR)).to_numpy()
+    smooth_nd, smooth_ref = collapse_smooth(nd.loc[shared]).to_numpy(), collapse_smooth(ref.loc[shared]).to_numpy()
     return float(np.max(np.abs(smooth_nd - smooth_ref) / np.abs(smooth_ref)))
 
 
@@ -83,10 +81,9 @@ def plot(curves: dict[int, dict[str, pd.DataFrame]], path: Path, margin: float) 
     for j, seed in enumerate(seeds):
         for model, color, style in (("agm", "tab:blue", "-"), ("no_detach", "tab:red", "--")):
             df = curves[seed][model].sort_values("step")
-            span = max(2, len(df) // COLLAPSE_SPAN_DIVISOR)
             for i, key in enumerate(("drift_loss", "potential_loss")):
                 axes[i, j].plot(df["step"], df[key], color=color, alpha=0.2, linewidth=0.6)
-                axes[i, j].plot(df["step"], ewm_smooth(df[key], span), color=color, linestyle=style, label=model)
+                axes[i, j].plot(df["step"], collapse_smooth(df[key]), color=color, linestyle=style, label=model)
         axes[0, j].set_yscale("log")
         axes[0, j].set_title(f"seed {seed}: drift loss $L_f$")
         axes[1, j].axhline(2 * margin, color="grey", linestyle=":", linewidth=1, label="2m (V ≡ 0)")

@@ -35,7 +35,8 @@ COLLAPSE_SPAN_DIVISOR = 20
 """The collapse rule smooths each loss curve with an EWM of span ~5 % of the curve (len // 20, at least 2)."""
 
 
-def _smooth(values: pd.Series) -> pd.Series:
+def collapse_smooth(values: pd.Series) -> pd.Series:
+    """A loss curve smoothed as the collapse rule smooths it: an EWM of span 1/COLLAPSE_SPAN_DIVISOR of its length."""
     return ewm_smooth(values, span=max(2, len(values) // COLLAPSE_SPAN_DIVISOR))
 
 
@@ -58,12 +59,13 @@ def collapse_step(no_detach: pd.DataFrame, agm: pd.DataFrame, margin: float) -> 
     finite = np.isfinite(nd["drift_loss"]) & np.isfinite(nd["potential_loss"])
     if not finite.all():
         return Collapse(int(nd["step"][~finite].iloc[0]), "a non-finite loss", last)
-    lv = _smooth(nd["potential_loss"])
+    lv = collapse_smooth(nd["potential_loss"])
     hit = lv >= 2 * margin
     if hit.any():
         return Collapse(int(nd["step"][hit].iloc[0]), f"L_V reached 2m = {2 * margin:g} (V ≡ 0 level)", last)
     shared = nd["step"].isin(ref.index)
-    ratio = _smooth(nd["drift_loss"][shared]).to_numpy() / _smooth(ref.loc[nd["step"][shared]]).to_numpy()
+    ratio = (collapse_smooth(nd["drift_loss"][shared]).to_numpy()
+             / collapse_smooth(ref.loc[nd["step"][shared]]).to_numpy())
     over = ratio > DRIFT_RATIO
     if over.any():
         return Collapse(int(nd["step"][shared].iloc[int(np.argmax(over))]),
