@@ -64,6 +64,19 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, (a * b).sum() / denom.clamp_min(1e-30), torch.zeros_like(denom))
 
 
+def step_stats(drift: torch.Tensor, potential: torch.Tensor, w_all: torch.Tensor, t_all: torch.Tensor,
+               clamp: tuple[float, float] | None) -> StepStats:
+    """A step's :class:`StepStats` from its (global) losses and the global batch's weights ``w_all`` and times
+    ``t_all``, both (B,); ``clamp``: the bounds the weights were clamped to, if any."""
+    diagnostics = weight_diagnostics(w_all, clamp)
+    return StepStats(
+        drift_loss=drift, potential_loss=potential, w_min=w_all.min(), w_mean=w_all.mean(), w_max=w_all.max(),
+        w_std=w_all.std() if len(w_all) > 1 else torch.zeros((), device=w_all.device),
+        w_t_corr=_corr(w_all, t_all), w_ratio=diagnostics.ratio, w_ess=diagnostics.ess,
+        w_clamped=diagnostics.clamped,
+    )
+
+
 class AGMTrainer(TrainerBase):
     """Owns f, its EMA, V (if any) and the optimisers, and performs one training step (docs/spec.md §4).
 
@@ -158,13 +171,7 @@ class AGMTrainer(TrainerBase):
             self._optimizer_step(loss_f, self.opt_f, self.f.parameters())
         self.scaler.update()
         self.ema.update(self.f)
-        diagnostics = weight_diagnostics(w_all, self.weighting.clamp)
-        return StepStats(
-            drift_loss=global_mean(loss_f), potential_loss=global_mean(loss_v), w_min=w_all.min(),
-            w_mean=w_all.mean(), w_max=w_all.max(), w_std=w_all.std() if len(w_all) > 1 else zero,
-            w_t_corr=_corr(w_all, t_all), w_ratio=diagnostics.ratio, w_ess=diagnostics.ess,
-            w_clamped=diagnostics.clamped,
-        )
+        return step_stats(global_mean(loss_f), global_mean(loss_v), w_all, t_all, self.weighting.clamp)
 
     def state_dict(self) -> dict[str, Any]:
         weighting = getattr(self.weighting, "state_dict", None)  # a weighting with randomness (shuffled)
