@@ -63,10 +63,8 @@ def main() -> None:
     params.model.check_resolution(data.images.shape[2])
     channels, resolution = data.images.shape[1], data.images.shape[2]
     device = resolve_device(execution.device)
-    # the run's identity: what changes its result, nothing of how it executes (agm.training.run_state)
-    identity = {**variant.identity(params, args.seed, channels, resolution, device.type, table),
-                "data": {"n": len(data.images), "sha256": file_sha256(args.data)},
-                "code": code_digest("stages.train"), "versions": library_versions(device.type)}
+    identity = stage_identity(variant, params, args.seed, args.data, len(data.images), channels, resolution,
+                              device.type, table)
     name = f"train[{args.variant}, seed {args.seed}]"
     state = state_dir(state_root(), f"{args.variant}-s{args.seed}", identity)
     if note := variant.note(params):
@@ -82,6 +80,16 @@ def main() -> None:
         if (status := launch(nproc, "stages.train", sys.argv[1:])) is not None:
             sys.exit(status)
         train_and_write(args, variant, params, identity, state, name, device, data.images, table)
+
+
+def stage_identity(variant: Variant, params: Params, seed: int, data_path: str, n_images: int, channels: int,
+                   resolution: int, device_type: str, table: TimeWeightTable | None) -> dict[str, Any]:
+    """The run's identity: what changes its result, nothing of how it executes (agm.training.run_state keys the
+    resume state by it): the variant's configuration, the data's content hash, this stage's code and the
+    libraries' versions. tools.train_stacked trains into the same state folders by it."""
+    return {**variant.identity(params, seed, channels, resolution, device_type, table),
+            "data": {"n": n_images, "sha256": file_sha256(data_path)},
+            "code": code_digest("stages.train"), "versions": library_versions(device_type)}
 
 
 def train_and_write(args: argparse.Namespace, variant: Variant, params: Params, identity: dict[str, Any],
