@@ -12,6 +12,9 @@ where dvclive or clean-fid is missing, installs the wheels carried in ``.whl/``)
                   (agm.training.throughput does the measuring).
 3. ``sample``     Euler-Maruyama with the EMA drift (float32 as stages/sample.py runs it, and bf16 autocast):
                   the largest batch that fits, images/s, projected minutes for 10k samples at NFE 500.
+   ``stacked_seeds`` the default profile's AGM trained as S seeds stacked in one process (agm.training.stacked;
+                  S = 1, 8, 32, 64 while the cap allows): seed-steps per second and the factor over one seed, the
+                  seeds-per-hour gain the converged study plans with (tools.seeds_per_hour measures the CPU).
    ``attention``  scaled_dot_product_attention on the U-Net's transposed q/k/v views against contiguous copies.
 4. ``correctness`` bf16 against float32 losses over the same first steps (stated tolerance); a short bf16
                   training on structured images whose loss must fall.
@@ -69,6 +72,7 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("env", 60, 60),
     ("train", 100, 150),
     ("train_compiled", 150, 400),
+    ("stacked_seeds", 90, 150),
     ("sample", 70, 90),
     ("attention", 45, 60),
     ("correctness", 150, 120),
@@ -228,6 +232,37 @@ def section_train(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def section_train_compiled(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return _bench_modes(args, tmp, [{"compile": True, "channels_last": bool(args.channels_last)}])
+
+
+def section_stacked_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The default profile's AGM (its networks, batch and λ) as S seeds stacked on this device, S doubling-ish
+    until the cap: seed-steps per second, and each S's factor over one seed."""
+    import torch
+
+    from agm.config.params import load_params
+    from agm.training.execution import configure_backends
+    from tools.seeds_per_hour import time_training
+
+    device = device_for(args.dry_run)
+    configure_backends(device)
+    params = load_params(TINY if args.dry_run else DEFAULT, ["lambda", "bridge", "model", "potential", "train"])
+    side = 16 if args.dry_run else 8
+    gen = torch.Generator().manual_seed(0)  # speed does not depend on the images: random digits-sized ones
+    images = torch.randint(0, 256, (1438, 1, side, side), generator=gen, dtype=torch.uint8).to(device)
+    sizes, (warmup, steps) = ((1, 2), (1, 3)) if args.dry_run else ((1, 8, 32, 64), (5, 40))
+    out: dict[str, Any] = {"variant": "agm", "batch_size": params.train.batch_size, "timed_steps": steps, "runs": []}
+    for s in sizes:
+        seconds = time_training(params, images, "agm", s, steps, warmup)
+        run = {"seeds": s, "seconds": round(seconds, 3), "seed_steps_per_s": round(s * steps / seconds, 2)}
+        run["factor"] = round(run["seed_steps_per_s"] / out["runs"][0]["seed_steps_per_s"], 2) if out["runs"] else 1.0
+        if device.type == "cuda":
+            run["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            torch.cuda.reset_peak_memory_stats()
+        out["runs"].append(run)
+        write_part(args, out)
+        print(f"stacked_seeds: {s} seeds: {run['seed_steps_per_s']} seed-steps/s (x{run['factor']})", flush=True)
+    out["passed"] = len(out["runs"]) == len(sizes)
+    return out
 
 
 def section_sample(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -670,6 +705,7 @@ def section_no_detach(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 SECTION_FUNCS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "env": section_env, "train": section_train, "train_compiled": section_train_compiled,
+    "stacked_seeds": section_stacked_seeds,
     "sample": section_sample, "attention": section_attention, "correctness": section_correctness,
     "stages": section_stages, "extra_seeds": section_extra_seeds, "no_detach": section_no_detach,
 }
@@ -708,6 +744,10 @@ def summary_md(report: dict[str, Any]) -> str:
                          f"{r['images_per_s']:.0f} | {r['achieved_tflops']:.1f} | {fmt(pf)} | "
                          f"{r['peak_memory_gib']:.1f} | {r['host_syncs_per_step']} | "
                          f"{r['projected_hours_500k_steps']:.1f} |")
+    if s.get("stacked_seeds", {}).get("result"):
+        r = s["stacked_seeds"]["result"]
+        lines += ["", f"Stacked seeds (default profile's AGM, batch {r['batch_size']}): " + "; ".join(
+            f"{x['seeds']} seeds {x['seed_steps_per_s']} seed-steps/s (x{x['factor']})" for x in r["runs"]) + "."]
     if s.get("sample", {}).get("status") == "ok":
         r = s["sample"]["result"]
         lines += ["", f"Sampling (Euler–Maruyama, EMA drift; timed {r['timed_nfe']} NFE, projected to 500): largest "
