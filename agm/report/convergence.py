@@ -1,0 +1,100 @@
+"""The learning curve at convergence: a metric against training steps over seeds, and where it stops improving.
+
+Every (arm, seed) trains one run with a constant learning rate after its warm-up, keeping EMA snapshots; the
+snapshot at step s is the model an s-step run of the same recipe ends with (nothing in the recipe depends on the
+run's total length), so one long run per seed gives the whole curve. Each snapshot is scored on the same number of
+samples drawn with its seed's sampling noise, so within a seed the points differ only by the weights.
+
+- :func:`curve_table`: per (arm, step), the mean over seeds of each metric and its 95% t-interval half-width.
+- :func:`doubling_gains`: the relative improvement of a metric (lower is better) from step s to 2s,
+
+      gain(s) = (m(s) − m(2s)) / m(s),
+
+  on the mean curve of an arm.
+- :func:`plateau_length`: the plateau length, the first step s of the grid after which every doubling gains less
+  than ``tol`` (5%): gain(s') < tol for every s' ≥ s with 2s' on the grid. None when the last doubling still
+  gains ``tol`` or more (the curve has not flattened within the steps run).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from agm.report.stats import mean_ci
+
+KEYS = ("arm", "step")
+
+
+def curve_table(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per (arm, step): ``n`` seeds, and per metric ``<metric>`` (mean) and ``<metric>_hw`` (the 95%
+    t-interval's half-width; nan for one seed).
+
+    Args:
+        runs: one row per (arm, seed, step) with the columns ``arm``, ``seed``, ``step`` and ``metrics``.
+        metrics: the columns to average.
+    """
+    missing = [c for c in (*KEYS, "seed", *metrics) if c not in runs.columns]
+    if missing:
+        raise ValueError(f"the runs table has no column(s) {missing}")
+    if runs.duplicated(["arm", "seed", "step"]).any():
+        raise ValueError("the runs table has more than one row for an (arm, seed, step)")
+    rows = []
+    for (arm, step), group in runs.groupby(list(KEYS), sort=True):
+        row: dict[str, object] = {"arm": arm, "step": int(step), "n": len(group),
+                                  "seeds": " ".join(str(s) for s in sorted(group["seed"]))}
+        for metric in metrics:
+            ci = mean_ci(list(group[metric]))
+            row[metric], row[f"{metric}_hw"] = ci.mean, ci.half_width
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Doubling:
+    """One doubling of the steps on an arm's mean curve: the metric at ``step`` and at ``2 · step``, and the
+    relative gain (m(s) − m(2s)) / m(s) (positive: the metric fell, i.e. improved)."""
+
+    step: int
+    value: float
+    value_doubled: float
+    gain: float
+
+
+def doubling_gains(steps: Sequence[int], values: Sequence[float]) -> list[Doubling]:
+    """Every doubling s → 2s with both points among ``steps`` (a metric where lower is better, e.g. a distance).
+
+    Raises ValueError on unsorted or repeated steps, or a non-finite or non-positive value at a doubling's start.
+    """
+    steps, values = [int(s) for s in steps], [float(v) for v in values]
+    if len(steps) != len(values):
+        raise ValueError(f"{len(steps)} steps but {len(values)} values")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"steps must increase strictly, got {steps}")
+    at = dict(zip(steps, values))
+    out = []
+    for s in steps:
+        if 2 * s not in at:
+            continue
+        m, m2 = at[s], at[2 * s]
+        if not (math.isfinite(m) and math.isfinite(m2)) or m <= 0:
+            raise ValueError(f"the metric at steps {s} and {2 * s} is {m}, {m2}: need finite values and m(s) > 0")
+        out.append(Doubling(step=s, value=m, value_doubled=m2, gain=(m - m2) / m))
+    return out
+
+
+def plateau_length(steps: Sequence[int], values: Sequence[float], tol: float = 0.05) -> int | None:
+    """The first step s after which every doubling on the grid gains less than ``tol`` (see the module docstring);
+    None when no doubling on the grid does, or the last one gains ``tol`` or more."""
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must be in (0, 1), got {tol}")
+    gains = doubling_gains(steps, values)
+    plateau = None
+    for d in reversed(gains):
+        if d.gain >= tol:
+            break
+        plateau = d.step
+    return plateau
