@@ -13,7 +13,8 @@ sample stage's batches, agm.models.samples), then writes one row per (arm, seed,
 Rows already in ``--out`` are skipped and each new row is written as soon as it is scored (atomically), so the
 tool can run while the runs train, be killed, and run again. The arm of a run is its variant, with λ for a
 variant with a potential (``agm_l0.1``). ``summarize`` averages the rows over seeds (agm.report.convergence):
-curve.csv, the doubling gains and the plateau length of each arm, the held-out images' own memorisation
+curve.csv, every arm − the baseline paired by seed at each step (paired.csv), the doubling gains and the plateau
+length of each arm, the held-out images' own memorisation
 reference, and a figure.
 
     python -m tools.converged score --state .agm_state --features data/features --train data/prepared/train.npz \
@@ -38,14 +39,14 @@ import torch
 from agm.config.params import load_params
 from agm.io.atomic import atomic_path, write_json
 from agm.io.data import load_image_set
+from agm.math.memorisation import memorisation, real_reference
 from agm.math.metrics.features_io import load_features
 from agm.math.metrics.frechet import frechet_distance
 from agm.math.metrics.kernel import KERNEL_SEED
-from agm.math.memorisation import memorisation, real_reference
 from agm.math.metrics.sample_quality import DISTANCE_NAMES, feature_extractor, load_real_features, sample_quality
 from agm.math.nets import DriftUNet
 from agm.models.samples import cpu_workers, gathered_samples
-from agm.report.convergence import curve_table, doubling_gains, plateau_length
+from agm.report.convergence import curve_table, doubling_gains, paired_to_reference, plateau_length
 from agm.training.checkpoints import load_checkpoint
 
 MEMORISATION_SEED = 0
@@ -129,6 +130,9 @@ def summarize(args: argparse.Namespace) -> None:
     curve = curve_table(runs, metrics)
     with atomic_path(out / "curve.csv") as tmp:
         curve.to_csv(tmp, index=False, float_format="%.6g")
+    paired = paired_to_reference(runs, ["fd_digits", "kd_digits", "precision", "recall"])
+    with atomic_path(out / "paired.csv") as tmp:
+        paired.to_csv(tmp, index=False, float_format="%.6g")
     plateau: dict[str, dict] = {}
     for arm, group in curve.groupby("arm"):
         group = group.sort_values("step")

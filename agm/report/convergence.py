@@ -6,6 +6,8 @@ run's total length), so one long run per seed gives the whole curve. Each snapsh
 samples drawn with its seed's sampling noise, so within a seed the points differ only by the weights.
 
 - :func:`curve_table`: per (arm, step), the mean over seeds of each metric and its 95% t-interval half-width.
+- :func:`paired_to_reference`: per (arm, step), the mean over seeds of arm − reference (the same seed's run of the
+  reference arm at the same step, sampled with the same noise) and its 95% t-interval.
 - :func:`doubling_gains`: the relative improvement of a metric (lower is better) from step s to 2s,
 
       gain(s) = (m(s) − m(2s)) / m(s),
@@ -98,3 +100,23 @@ def plateau_length(steps: Sequence[int], values: Sequence[float], tol: float = 0
             break
         plateau = d.step
     return plateau
+
+
+def paired_to_reference(runs: pd.DataFrame, metrics: Sequence[str], reference: str = "baseline") -> pd.DataFrame:
+    """One row per (arm, step) of every arm but ``reference``: ``n`` paired seeds, and per metric
+    ``d_<metric>`` (mean of arm − reference over the seeds both have at that step) and ``d_<metric>_hw``
+    (its 95% t-interval half-width; nan for one seed)."""
+    ref = runs[runs.arm == reference].set_index(["seed", "step"])
+    rows = []
+    for (arm, step), group in runs[runs.arm != reference].groupby(list(KEYS), sort=True):
+        group = group.set_index(["seed", "step"])
+        both = group.index.intersection(ref.index)
+        if not len(both):
+            continue
+        row: dict[str, object] = {"arm": arm, "reference": reference, "step": int(step), "n": len(both),
+                                  "seeds": " ".join(str(s) for s, _ in sorted(both))}
+        for metric in metrics:
+            ci = mean_ci(list(group.loc[both, metric] - ref.loc[both, metric]))
+            row[f"d_{metric}"], row[f"d_{metric}_hw"] = ci.mean, ci.half_width
+        rows.append(row)
+    return pd.DataFrame(rows)

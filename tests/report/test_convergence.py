@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from agm.report.convergence import curve_table, doubling_gains, plateau_length
+from agm.report.convergence import curve_table, doubling_gains, paired_to_reference, plateau_length
 
 
 def test_curve_table_means_and_t_intervals_per_arm_and_step():
@@ -50,3 +50,12 @@ def test_the_plateau_is_where_every_later_doubling_gains_less_than_the_tolerance
     assert plateau_length(steps, [4.0, 2.0, 1.5, 1.2, 1.0], 0.05) is None
     # a curve that rises (overfitting) has negative gains: flat by this rule
     assert plateau_length(steps, [4.0, 1.2, 1.3, 1.4, 1.5], 0.05) == 2000
+
+
+def test_paired_differences_take_the_same_seed_and_step_of_the_reference():
+    runs = pd.DataFrame({"arm": ["baseline"] * 3 + ["agm"] * 3, "seed": [0, 1, 2, 0, 1, 5],
+                         "step": [10] * 6, "fd": [1.0, 2.0, 9.0, 1.5, 2.5, 0.0]})
+    paired = paired_to_reference(runs, ["fd"])
+    row = paired.iloc[0]
+    assert (row["arm"], row["step"], row["n"], row["seeds"]) == ("agm", 10, 2, "0 1")  # seeds 2 and 5 unpaired
+    assert row["d_fd"] == 0.5 and row["d_fd_hw"] == 0.0
