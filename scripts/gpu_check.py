@@ -4,6 +4,11 @@ Run it through ``scripts/gpu_check.sh [--dry-run] --out DIR`` (which puts the re
 where dvclive or clean-fid is missing, installs the wheels carried in ``.whl/``). Sections, in order:
 
 1. ``env``        GPU name and memory, driver, CUDA, cuDNN, torch, Triton, bf16 support.
+   ``stacked_seeds`` the default profile's AGM trained as S seeds stacked in one process (agm.training.stacked;
+                  S = 1, 8, 32, 64 while the cap allows): seed-steps per second and the factor over one seed.
+   ``converged_study`` the powered study at the default profile's plateau (docs/results/converged): baseline, AGM
+                  at λ = 0.1, 1, 3, 10 and the shuffled control at λ = 1, each arm's seeds trained stacked, then
+                  sampled (10,000), evaluated and scored per snapshot by the pipeline's own stages, rows as they land.
 2. ``train``      paper-profile networks (profiles/paper.yaml), batch 128, 64x64x3 random data: baseline and AGM
                   steps in bf16 autocast, eager and eager + channels_last; ``train_compiled``: torch.compile
                   (with channels_last where it was faster eagerly). Step time, images/s, FLOPs, achieved
@@ -12,9 +17,6 @@ where dvclive or clean-fid is missing, installs the wheels carried in ``.whl/``)
                   (agm.training.throughput does the measuring).
 3. ``sample``     Euler-Maruyama with the EMA drift (float32 as stages/sample.py runs it, and bf16 autocast):
                   the largest batch that fits, images/s, projected minutes for 10k samples at NFE 500.
-   ``stacked_seeds`` the default profile's AGM trained as S seeds stacked in one process (agm.training.stacked;
-                  S = 1, 8, 32, 64 while the cap allows): seed-steps per second and the factor over one seed, the
-                  seeds-per-hour gain the converged study plans with (tools.seeds_per_hour measures the CPU).
    ``attention``  scaled_dot_product_attention on the U-Net's transposed q/k/v views against contiguous copies.
 4. ``correctness`` bf16 against float32 losses over the same first steps (stated tolerance); a short bf16
                   training on structured images whose loss must fall.
@@ -70,9 +72,10 @@ PAPER_STEPS = 500_000
 # (name, wall-clock cap in seconds on a GPU, cap in a dry run): the order they run in
 SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("env", 60, 60),
+    ("stacked_seeds", 90, 150),
+    ("converged_study", 330, 240),
     ("train", 100, 150),
     ("train_compiled", 150, 400),
-    ("stacked_seeds", 90, 150),
     ("sample", 70, 90),
     ("attention", 45, 60),
     ("correctness", 150, 120),
@@ -620,6 +623,112 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
+CONVERGED_STEPS = 4000
+"""The default profile's plateau length (docs/results/converged): the first step count after which doubling the
+steps improves fd_digits at 10,000 samples by less than 5%."""
+STUDY_ARMS = (("baseline", 10), ("agm@0.1", 10), ("agm@1.0", 10), ("shuffled@1.0", 10), ("agm@3.0", 5),
+              ("agm@10.0", 5))
+"""The converged study's arms and seeds per arm, in the order they run (the budget may end the later ones)."""
+
+
+def section_converged_study(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The powered study at the plateau: every arm of :data:`STUDY_ARMS` trained with its seeds stacked in one
+    process (tools.train_stacked, into the train stages' state folders), then each seed's train (no steps), sample
+    (10,000 samples), evaluate and, for the baseline and AGM, steps (EMA snapshots every 10% of the steps, 5,000
+    samples each) stages, as dvc.yaml writes them, one chain per seed, all of an arm's seeds at once; one row per
+    seed (converged_study.csv) and each seed's steps curve (converged_study_steps/), written as they land, until
+    the budget ends."""
+    deadline = time.monotonic() + args.section_budget
+    first_seed = args.first_seed if args.first_seed is not None else (900 if args.dry_run else 200)
+    steps = 6 if args.dry_run else CONVERGED_STEPS
+    overrides: dict[str, Any] = {"train.steps": steps, "train.snapshot_every": max(1, steps // 10),
+                                 "sample.num_samples": 10_000, "eval.snapshot_samples": 5_000}
+    arms = [("baseline", 2), ("agm@1.0", 2), ("shuffled@1.0", 1)] if args.dry_run else list(STUDY_ARMS)
+    if args.dry_run:
+        overrides |= {"train.batch_size": 32, "execution.log_every": 2, "execution.checkpoint_every": 2,
+                      "sample.num_samples": 64, "sample.batch_size": 64, "sample.nfe": 2, "sample.grid_nfe": 2,
+                      "sample.grid_size": 4, "eval.feature_net_epochs": 1, "eval.snapshot_samples": 32,
+                      "execution.device": "cpu"}
+    base = read_params(DEFAULT)
+    setup_dir = tmp / "converged"
+    setup_dir.mkdir()
+    write_params(base, setup_dir / "params.yaml", overrides)
+    os.environ["AGM_STATE_DIR"] = str(tmp / "converged_state")  # shared: the baseline trains once for every λ
+    setup = run_stages(["source", "prepare", "features"], setup_dir, "converged_study ")
+    out: dict[str, Any] = {"steps": steps, "first_seed": first_seed, "overrides": overrides, "setup": setup,
+                           "arms": [a for a, _ in arms], "rows": [], "failures": [], "trained": []}
+    if any(r["returncode"] for r in setup):
+        out["passed"] = False
+        return out
+    default_lambda, workdirs = float(base["lambda"]), {}
+    rows_csv, steps_dir = Path(args.out) / "converged_study.csv", Path(args.out) / "converged_study_steps"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "PYTHONUNBUFFERED": "1"}
+    for arm, n in arms:
+        model, lam = _arm(arm, default_lambda)
+        if lam not in workdirs:
+            workdirs[lam] = tmp / f"converged_lambda_{lam:g}"
+            shutil.copytree(setup_dir, workdirs[lam])
+            write_params(base, workdirs[lam] / "params.yaml", {**overrides, "lambda": lam})
+        work, seeds = workdirs[lam], list(range(first_seed, first_seed + n))
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "tools.train_stacked", "--params", "params.yaml", "--variant",
+                              model, "--seeds", *map(str, seeds), "--data", "data/prepared/train.npz"],
+                             cwd=work, env=env, capture_output=True, text=True,
+                             timeout=max(deadline - time.monotonic(), 1))
+        out["trained"].append({"arm": arm, "seeds": seeds, "returncode": res.returncode,
+                               "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"converged_study: {arm} seeds {seeds[0]}-{seeds[-1]} trained stacked in "
+              f"{out['trained'][-1]['seconds']} s (rc {res.returncode})", flush=True)
+        if res.returncode:
+            out["failures"].append({"arm": arm, "tail": (res.stdout + res.stderr)[-1500:]})
+            break
+        main = model in ("baseline", "agm")
+        chains = []  # one chain of stage commands per seed, all seeds at once (the networks are small)
+        for seed in seeds:
+            names = ([f"train_{model}@{seed}", f"sample@{model}-{seed}", f"evaluate@{model}-{seed}",
+                      f"steps@{model}-{seed}"] if main else
+                     [f"train_control@{model}-{seed}", f"sample_control@{model}-{seed}",
+                      f"evaluate_control@{model}-{seed}"])
+            log_path = tmp / f"converged_{arm}_{seed}.log"
+            log = open(log_path, "w")
+            chains.append((seed, log, log_path, subprocess.Popen(
+                " && ".join(stage_commands(names).values()), shell=True, cwd=work, env=env, stdout=log,
+                stderr=subprocess.STDOUT)))
+        for seed, log, log_path, proc in chains:
+            try:
+                rc = proc.wait(timeout=max(deadline - time.monotonic(), 1))
+            except subprocess.TimeoutExpired:  # the budget ended: the rows so far stand
+                proc.kill()
+                proc.wait()
+                rc = None
+            log.close()
+            if rc != 0:
+                if rc is not None:
+                    out["failures"].append({"arm": arm, "seed": seed, "returncode": rc,
+                                            "tail": log_path.read_text()[-1500:]})
+                continue
+            m = read_metrics(work, model, seed)
+            out["rows"].append({"model": model, "lambda": 0.0 if model == "baseline" else lam, "seed": seed,
+                                "device": args.device_name, "profile": "default", "train_steps": steps,
+                                **{k: m[k] for k in m if k != "seconds"}})
+            if main:
+                (steps_dir / arm.replace("@", "_lambda_")).mkdir(parents=True, exist_ok=True)
+                shutil.copy(work / "steps" / model / f"s{seed}.csv",
+                            steps_dir / arm.replace("@", "_lambda_") / f"s{seed}.csv")
+            with open(rows_csv, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(out["rows"][0]))
+                w.writeheader()
+                w.writerows(out["rows"])
+            write_part(args, out)
+        print(f"converged_study: {arm}: {len(out['rows'])} rows so far", flush=True)
+        if time.monotonic() > deadline - 20:
+            break
+    # a dry run must show every kind of arm through its stages; on a GPU the rows are what the budget left time for
+    out["passed"] = not out["failures"] and (not args.dry_run or len(out["rows"]) == sum(n for _, n in arms))
+    return out
+
+
 NO_DETACH_STEPS = 20_000
 """The paper's horizon for the collapse without the stop-gradient (§4.4)."""
 
@@ -705,7 +814,7 @@ def section_no_detach(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 SECTION_FUNCS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "env": section_env, "train": section_train, "train_compiled": section_train_compiled,
-    "stacked_seeds": section_stacked_seeds,
+    "stacked_seeds": section_stacked_seeds, "converged_study": section_converged_study,
     "sample": section_sample, "attention": section_attention, "correctness": section_correctness,
     "stages": section_stages, "extra_seeds": section_extra_seeds, "no_detach": section_no_detach,
 }
@@ -778,6 +887,12 @@ def summary_md(report: dict[str, Any]) -> str:
         lines += ["", "Paper-path stages on this device: " + ", ".join(
             f"{r['stage']} {'ok' if r['returncode'] == 0 else 'rc ' + str(r['returncode'])} ({r['seconds']:.0f} s)"
             for r in st["stages"]) + f" — {'pass' if st['passed'] else 'FAIL'}."]
+    if s.get("converged_study", {}).get("result"):
+        c = s["converged_study"]["result"]
+        lines += ["", f"Converged study ({c['steps']} steps, seeds stacked per arm from {c['first_seed']}): "
+                  f"{len(c['rows'])} rows (converged_study.csv, converged_study_steps/), "
+                  f"{len(c['failures'])} failures; "
+                  + "; ".join(f"{t['arm']} trained in {t['seconds']} s" for t in c["trained"]) + "."]
     if "extra_seeds" in s and s["extra_seeds"].get("result"):
         e = s["extra_seeds"]["result"]
         lines += ["", f"Extra default-profile seeds: {len(e['rows'])} rows (extra_seeds.csv), "
@@ -921,7 +1036,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="folder for gpu_check.json, gpu_check.md, gpu_check.log")
     ap.add_argument("--dry-run", action="store_true", help="the same code on the CPU at tiny sizes")
-    ap.add_argument("--budget", type=float, help="seconds for all sections (default: 480 on a GPU, 600 dry)")
+    ap.add_argument("--budget", type=float, help="seconds for all sections (default: 480 on a GPU, 900 dry)")
     ap.add_argument("--only", nargs="+", choices=[s[0] for s in SECTIONS], help="run only these sections")
     ap.add_argument("--section", choices=list(SECTION_FUNCS), help=argparse.SUPPRESS)
     ap.add_argument("--part", help=argparse.SUPPRESS)
@@ -931,12 +1046,13 @@ def main() -> int:
     ap.add_argument("--arms", nargs="+", help=f"extra_seeds: the arms, model or model@lambda (default: "
                     f"{' '.join(ARMS)}; dry run: baseline shuffled@1.0, both the main and the control stages)")
     ap.add_argument("--first-seed", type=int,
-                    help="extra_seeds, no_detach: the first training seed (default: 100; dry: 900)")
+                    help="extra_seeds, no_detach: the first training seed (default: 100; dry: 900); "
+                    "converged_study: its first seed (default: 200)")
     args = ap.parse_args()
     if args.arms is None:
         args.arms = ["baseline", "shuffled@1.0"] if args.dry_run else list(ARMS)
     if args.budget is None:
-        args.budget = 600.0 if args.dry_run else 480.0
+        args.budget = 900.0 if args.dry_run else 480.0
     if args.section:
         return run_section(args)
     return drive(args)
