@@ -118,9 +118,9 @@ def score(args: argparse.Namespace) -> None:
                   f"px train/held-out {px.train_heldout_ratio:.3f} ({row['seconds']} s)", flush=True)
 
 
-METRICS = ("fd_digits", "kd_digits", "precision", "recall", "fd_digits_heldout", "px_copy_share",
-           "px_train_heldout_ratio", "px_closer_to_train_share", "feat_copy_share", "feat_train_heldout_ratio",
-           "feat_closer_to_train_share")
+METRICS = ("fd_digits", "kd_digits", "precision", "recall", "fd_digits_heldout", "px_nn_train_median",
+           "px_copy_share", "px_train_heldout_ratio", "px_closer_to_train_share", "feat_nn_train_median",
+           "feat_copy_share", "feat_train_heldout_ratio", "feat_closer_to_train_share")
 
 
 def summarize(args: argparse.Namespace) -> None:
@@ -149,21 +149,23 @@ def summarize(args: argparse.Namespace) -> None:
                                             load_features(Path(args.features) / "heldout.npz").features,
                                             seed=MEMORISATION_SEED).record("")}
     write_json(out / "plateau.json", {"arms": plateau, "heldout_reference": reference})
-    figure(curve, out / "curve.png")
+    figure(curve, out / "curve.png", reference["pixels"])
     print(json.dumps(plateau, indent=1))
 
 
-def figure(curve: pd.DataFrame, path: Path) -> None:
-    """fd_digits, precision, recall and the pixel-space memorisation measures against steps, mean ± 95% interval."""
+def figure(curve: pd.DataFrame, path: Path, reference: dict[str, float]) -> None:
+    """fd_digits, precision, recall and the pixel-space memorisation measures against steps, mean ± 95% interval;
+    the held-out images' own value of a memorisation measure (``reference``, :func:`real_reference`) as a dotted
+    line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [("fd_digits", "fd_digits (train features), lower is better"), ("precision", "precision"),
-              ("recall", "recall"), ("px_train_heldout_ratio", "pixels: NN distance train / held-out (equal n)"),
-              ("px_copy_share", "pixels: share of samples with d1 < d2 / 3"),
-              ("fd_digits_heldout", "fd_digits to the held-out images (n = 359)")]
+              ("recall", "recall"), ("px_nn_train_median", "pixels: median distance to the nearest training image"),
+              ("px_train_heldout_ratio", "pixels: NN distance train / held-out (equal n)"),
+              ("px_copy_share", "pixels: share of samples with d1 < d2 / 3")]
     panels = [(m, title) for m, title in panels if m in curve.columns]
     cols = 3
     rows = math.ceil(len(panels) / cols)
@@ -174,12 +176,15 @@ def figure(curve: pd.DataFrame, path: Path) -> None:
             hw = group[f"{metric}_hw"].fillna(0.0)
             line, = ax.plot(group["step"], group[metric], marker="o", ms=3, label=f"{arm} (n={group['n'].max()})")
             ax.fill_between(group["step"], group[metric] - hw, group[metric] + hw, color=line.get_color(), alpha=0.2)
+        if metric.startswith("px_") and metric[3:] in reference:
+            ax.axhline(reference[metric[3:]], color="grey", ls=":", lw=1, label="held-out real images")
         ax.set_xscale("log", base=2)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("training steps")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
+    axes.flat[3].legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
