@@ -1,4 +1,4 @@
-"""Memorisation statistics (agm.math.memorisation.py): brute force, closed forms and constructed cases."""
+"""Memorisation statistics (agm/math/memorisation.py): brute force, closed forms and constructed cases."""
 
 import importlib
 
