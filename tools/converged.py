@@ -14,7 +14,7 @@ Rows already in ``--out`` are skipped and each new row is written as soon as it 
 tool can run while the runs train, be killed, and run again. The arm of a run is its variant, with λ for a
 variant with a potential (``agm_l0.1``). ``summarize`` averages the rows over seeds (agm.report.convergence):
 curve.csv, every arm − the baseline paired by seed at each step (paired.csv), the doubling gains and the plateau
-length of each arm, the held-out images' own memorisation
+length of each arm (on the seeds that reached every step of it), the held-out images' own memorisation
 reference, and a figure.
 
     python -m tools.converged score --state .agm_state --features data/features --train data/prepared/train.npz \
@@ -134,10 +134,15 @@ def summarize(args: argparse.Namespace) -> None:
     with atomic_path(out / "paired.csv") as tmp:
         paired.to_csv(tmp, index=False, float_format="%.6g")
     plateau: dict[str, dict] = {}
-    for arm, group in curve.groupby("arm"):
-        group = group.sort_values("step")
+    for arm, arm_runs in runs.groupby("arm"):
+        # the doublings on the seeds that reached every step of the arm, so no mean mixes other seeds' levels
+        grid = sorted(set(arm_runs.step))
+        complete = [s for s, g in arm_runs.groupby("seed") if sorted(g.step) == grid]
+        if not complete:
+            continue
+        group = curve_table(arm_runs[arm_runs.seed.isin(complete)], ["fd_digits"]).sort_values("step")
         steps, fd = list(group["step"]), list(group["fd_digits"])
-        plateau[arm] = {"seeds": sorted({int(s) for s in runs[runs.arm == arm].seed}),
+        plateau[arm] = {"seeds": [int(s) for s in complete],
                         "doublings": [{"step": d.step, "fd_digits": round(d.value, 4),
                                        "fd_digits_doubled": round(d.value_doubled, 4), "gain": round(d.gain, 4)}
                                       for d in doubling_gains(steps, fd)],
@@ -178,7 +183,8 @@ def tables_md(curve: pd.DataFrame, paired: pd.DataFrame, plateau: dict, referenc
     px = reference["pixels"]
     lines += ["", f"Held-out real images (359, never trained on), the same measures: px_nn_train "
               f"{px['nn_train_median']:.3f}, ratio {px['train_heldout_ratio']:.3f}, copies {px['copy_share']:.4f}.",
-              "", "Doubling the steps, on the mean curve (gain = relative fall of fd_digits):", "",
+              "", "Doubling the steps, on the mean curve of the seeds that reached every step (gain = relative fall of "
+              "fd_digits):", "",
               "| arm | seeds | from → to | fd_digits | gain | plateau (5%) | plateau (10%) |",
               "|---|---|---|---|---|---|---|"]
     for arm, p in plateau.items():
