@@ -251,7 +251,7 @@ def test_report_renders_fid(paper_run: PaperRun) -> None:
     assert "FID" in md and "FID" in html
     # This run's sections name no digit-space metric; only the studies section, which quotes the committed
     # default-profile studies (and says so), may.
-    studies = "Studies: the λ sweep, the power study and the paper's claims"
+    studies = "Studies: the learning curve, the λ sweep, the power study and the paper's claims"
     md_run = re.sub(rf"## {re.escape(studies)}.*?(?=\n## )", "", md, flags=re.S)
     html_run = re.sub(rf"<section>\s*<h2>{re.escape(escape(studies))}</h2>.*?</section>", "", html, flags=re.S)
     assert md_run != md and html_run != html, "the studies section was not found"

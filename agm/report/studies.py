@@ -53,8 +53,11 @@ def studies_section(studies: list[Study], root_from_report: str) -> list[Section
     table_html = ("<table><thead><tr><th>Study</th><th>Date</th><th>Commit</th><th>Verdict</th></tr></thead>"
                   f"<tbody>{rows_html}</tbody></table>")
     text = ("This run is one λ and the seeds in params.yaml; the committed studies below answer what it cannot: "
-            "how the result depends on λ, whether an effect of the paper's size exists at a power that could "
-            "see it, and whether the paper's metric-vs-steps and stop-gradient claims hold. They ran on the default "
-            "profile: 8×8 digits, distances in the digit classifier's feature space (fd_digits, kd_digits).")
-    title = "Studies: the λ sweep, the power study and the paper's claims"
+            "where training converges, how the result depends on λ, whether an effect of the paper's size exists "
+            "at a power that could see it, and whether the paper's metric-vs-steps and stop-gradient claims hold. "
+            "They ran on the default profile: 8×8 digits, distances in the digit classifier's feature space "
+            "(fd_digits, kd_digits). The studies at 1,000 training steps (the λ sweep, the power study, the "
+            "metric-vs-steps claim) speak for early training: the learning curve, first, shows 1,000 steps mid-way "
+            "down the curve.")
+    title = "Studies: the learning curve, the λ sweep, the power study and the paper's claims"
     return [Section(title, text, table_md=table_md, table_html=table_html)]

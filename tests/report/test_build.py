@@ -29,7 +29,7 @@ POTENTIAL = dict(in_channels=1, widths=(4, 4, 4), pool=1, groups=2)
 DIGESTS = {"code (stages.report)": "c0de" * 16, "runs": "ab" * 32}
 """What the page says it was rendered from (stages/report.py computes them; here any hex digests)."""
 
-STUDIES = "Studies: the λ sweep, the power study and the paper's claims"
+STUDIES = "Studies: the learning curve, the λ sweep, the power study and the paper's claims"
 FULL_HEADINGS = [
     "Table 2 — hyperparameters", "Fig. 3 — samples", "Fig. 4 — training curves", "Fig. 5 — saliency of the potential",
     "Table 3 — reproduced",
