@@ -271,8 +271,8 @@ def test_second_derivatives_through_attention(tiny_unet_kwargs):
 
 
 def test_double_backward_where_a_fused_attention_kernel_would_be_picked(tiny_unet_kwargs, monkeypatch):
-    """SelfAttention's transposed q, k, v send the CPU's SDPA down its math path; given contiguous ones
-    it picks the flash kernel, whose backward has no derivative. ActionNet forces the math backend."""
+    """Given contiguous q, k, v (as SelfAttention lays them out) the CPU's SDPA picks the flash kernel, whose
+    backward has no derivative. ActionNet forces the math backend."""
     sdpa = F.scaled_dot_product_attention
 
     def contiguous_sdpa(q: Tensor, k: Tensor, v: Tensor) -> Tensor:

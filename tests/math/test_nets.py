@@ -152,3 +152,44 @@ def test_net_condition_bound_holds(make_unet, make_potential):
         for name, (a32, a64, terms) in pairs.items():
             bound = reordered_tol(torch.float32, terms=terms, scale=float(a64.abs().max()), condition=NET_CONDITION) / 2
             assert float((a32.double() - a64).abs().max()) <= bound, (name, seed)
+
+
+def _transposed_attention(attn: SelfAttention, x: torch.Tensor) -> torch.Tensor:
+    """The earlier layout: q, k, v as transposed views whose last dimension has stride H·W (unfused kernel)."""
+    b, c, h, w = x.shape
+    qkv = attn.qkv(attn.norm(x)).reshape(b, 3, attn.heads, c // attn.heads, h * w)
+    q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return x + attn.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+def test_attention_hands_sdpa_a_contiguous_head_dimension(monkeypatch):
+    """Fused attention kernels need stride 1 in q, k, v's last (head) dimension; without it they fall back."""
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, *a, **kw):
+        seen.append([t.stride() for t in (q, k, v)])
+        return sdpa(q, k, v, *a, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    attn = SelfAttention(64, head_channels=16, groups=8)
+    attn(torch.randn(2, 64, 4, 4))
+    assert seen and all(s[-1] == 1 for strides in seen for s in strides), seen
+    assert all(s[-2] == 16 for strides in seen for s in strides)  # each position's d = 16 values side by side
+
+
+def test_attention_layout_computes_what_the_transposed_one_did():
+    """The contiguous layout changes where q, k and v lie in memory, not what attention computes: in float64 the
+    two agree to rounding (~1e-16 relative); a perturbed input, or a module with other weights, is far off."""
+    torch.manual_seed(0)
+    attn = SelfAttention(64, head_channels=16, groups=8).double()
+    torch.nn.init.normal_(attn.proj.weight, std=0.2)  # a nonzero residual branch
+    x = torch.randn(3, 64, 8, 8, dtype=torch.float64)
+    new, old = attn(x), _transposed_attention(attn, x)
+    torch.testing.assert_close(new, old, rtol=0, atol=1e-12)
+    assert (new - x).abs().max() > 1e-2  # the branch is not a no-op the comparison could pass trivially
+    other = SelfAttention(64, head_channels=16, groups=8).double()
+    other.load_state_dict(attn.state_dict())
+    torch.nn.init.normal_(other.qkv.weight, std=0.2)
+    assert (other(x) - old).abs().max() > 1e-6

@@ -64,7 +64,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
-        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, d)
+        # (3, B, heads, HW, d) laid out with the head dimension d contiguous: the fused (flash / memory-efficient)
+        # kernels need stride 1 there, and fall back to the unfused math path (B·heads·HW² float32 scores) without it
+        q, k, v = qkv.permute(1, 0, 2, 4, 3).contiguous().unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
