@@ -59,7 +59,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from tools.converged_study import CONVERGED_STEPS, STUDY_ARMS, study_overrides
+from tools.pipeline import arm as _arm
+from tools.pipeline import chain, read_metrics, read_params, stage_commands, stage_env, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "profiles" / "paper.yaml"
@@ -97,27 +100,6 @@ def device_for(dry_run: bool):
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device visible to torch (use --dry-run on a CPU)")
     return torch.device("cuda")
-
-
-def read_params(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
-
-
-def set_key(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    *sections, key = dotted.split(".")
-    for section in sections:
-        tree = tree[section]
-    if key not in tree:
-        raise KeyError(f"{dotted} is not a key of the params file")
-    tree[key] = value
-
-
-def write_params(tree: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Path:
-    tree = json.loads(json.dumps(tree))
-    for key, value in overrides.items():
-        set_key(tree, key, value)
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return path
 
 
 def perf_params(dry_run: bool, tmp: Path, **overrides: Any) -> Path:
@@ -443,29 +425,10 @@ def section_correctness(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 # --- the pipeline's own stages, as dvc.yaml writes them
 
 
-def stage_commands(names: list[str]) -> dict[str, str]:
-    """``name@model-seed`` -> the stage's command from dvc.yaml, with the matrix item substituted."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    out = {}
-    for name in names:
-        base, _, item = name.partition("@")
-        cmd = " ".join(stages[base]["cmd"].split())
-        if item:
-            *model, seed = item.split("-")
-            cmd = cmd.replace("${item.seed}", seed)
-            if model:
-                cmd = cmd.replace("${item.model}", model[0])
-        if "${" in cmd:
-            raise ValueError(f"stage {name}: unsubstituted variable in {cmd!r}")
-        out[name] = cmd
-    return out
-
-
 def run_stages(names: list[str], workdir: Path, log_prefix: str = "",
                on_stage: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     """Run the stages' commands in ``workdir`` (which holds params.yaml) one after another; stop at a failure."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = stage_env()
     records = []
     for name, cmd in stage_commands(names).items():
         t0 = time.perf_counter()
@@ -481,10 +444,6 @@ def run_stages(names: list[str], workdir: Path, log_prefix: str = "",
         if on_stage is not None:
             on_stage(records)
     return records
-
-
-def read_metrics(workdir: Path, model: str, seed: int) -> dict[str, Any]:
-    return json.loads((workdir / "metrics" / model / f"s{seed}.json").read_text())
 
 
 def section_stages(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -518,12 +477,6 @@ def section_stages(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 ARMS = ("baseline", "agm@0.1", "agm@1.0", "shuffled@1.0")
 """The powered study's arms (docs/results/power/): the baseline, AGM at the paper's λ and at the sweep's best, and the
 shuffled control (AGM's weights permuted across the batch) at λ = 1. ``model@λ``: the variant at that ``lambda``."""
-
-
-def _arm(arm: str, default_lambda: float) -> tuple[str, float]:
-    """``model@λ`` -> (model, λ); a bare model runs at ``default_lambda`` (the baseline ignores it)."""
-    model, _, lam = arm.partition("@")
-    return model, float(lam) if lam else default_lambda
 
 
 def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -564,8 +517,7 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     rows_csv = Path(args.out) / "extra_seeds.csv"
     samples: dict[str, dict[str, np.ndarray]] = {arm: {} for arm in arms}
     seed, per_wave_s = first_seed, None
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    env = stage_env(OMP_NUM_THREADS="2")
     while True:
         left = deadline - time.monotonic()
         if per_wave_s is not None and left < 1.2 * per_wave_s:
@@ -623,14 +575,6 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
-CONVERGED_STEPS = 4000
-"""The default profile's plateau length (docs/results/converged): the first step count after which doubling the
-steps improves fd_digits at 10,000 samples by less than 5%."""
-STUDY_ARMS = (("baseline", 10), ("agm@0.1", 10), ("agm@1.0", 10), ("shuffled@1.0", 10), ("agm@3.0", 5),
-              ("agm@10.0", 5))
-"""The converged study's arms and seeds per arm, in the order they run (the budget may end the later ones)."""
-
-
 def section_converged_study(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """The powered study at the plateau: every arm of :data:`STUDY_ARMS` trained with its seeds stacked in one
     process (tools.train_stacked, into the train stages' state folders), then each seed's train (no steps), sample
@@ -641,8 +585,7 @@ def section_converged_study(args: argparse.Namespace, tmp: Path) -> dict[str, An
     deadline = time.monotonic() + args.section_budget
     first_seed = args.first_seed if args.first_seed is not None else (900 if args.dry_run else 200)
     steps = 6 if args.dry_run else CONVERGED_STEPS
-    overrides: dict[str, Any] = {"train.steps": steps, "train.snapshot_every": max(1, steps // 10),
-                                 "sample.num_samples": 10_000, "eval.snapshot_samples": 5_000}
+    overrides: dict[str, Any] = study_overrides(steps)
     arms = [("baseline", 2), ("agm@1.0", 2), ("shuffled@1.0", 1)] if args.dry_run else list(STUDY_ARMS)
     if args.dry_run:
         overrides |= {"train.batch_size": 32, "execution.log_every": 2, "execution.checkpoint_every": 2,
@@ -662,8 +605,7 @@ def section_converged_study(args: argparse.Namespace, tmp: Path) -> dict[str, An
         return out
     default_lambda, workdirs = float(base["lambda"]), {}
     rows_csv, steps_dir = Path(args.out) / "converged_study.csv", Path(args.out) / "converged_study_steps"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "PYTHONUNBUFFERED": "1"}
+    env = stage_env()
     for arm, n in arms:
         model, lam = _arm(arm, default_lambda)
         if lam not in workdirs:
@@ -686,10 +628,7 @@ def section_converged_study(args: argparse.Namespace, tmp: Path) -> dict[str, An
         main = model in ("baseline", "agm")
         chains = []  # one chain of stage commands per seed, all seeds at once (the networks are small)
         for seed in seeds:
-            names = ([f"train_{model}@{seed}", f"sample@{model}-{seed}", f"evaluate@{model}-{seed}",
-                      f"steps@{model}-{seed}"] if main else
-                     [f"train_control@{model}-{seed}", f"sample_control@{model}-{seed}",
-                      f"evaluate_control@{model}-{seed}"])
+            names = chain(model, seed)
             log_path = tmp / f"converged_{arm}_{seed}.log"
             log = open(log_path, "w")
             chains.append((seed, log, log_path, subprocess.Popen(
@@ -766,8 +705,7 @@ def section_no_detach(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if any(r["returncode"] for r in setup):
         out["passed"] = False
         return out
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    env = stage_env(OMP_NUM_THREADS="2")
     procs = []
     t0 = time.perf_counter()
     for s in seeds:
