@@ -45,6 +45,14 @@ def test_rows_land_per_run_and_a_rerun_does_only_what_is_missing(tmp_path: Path)
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert len(runs) == 3 and ("shuffled", 1.0, 3) in set(zip(runs.model, runs["lambda"], runs.seed))
     assert not (tmp_path / "out" / "steps" / "shuffled_lambda_1.0").exists()  # a control has no steps stage
+    res = subprocess.run([sys.executable, "-m", "tools.converged_study", "summarize", "--out", str(tmp_path / "out")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert {("agm", "baseline"), ("shuffled", "baseline"), ("shuffled", "agm@1")} <= set(
+        zip(summary.model, summary.reference))
+    assert "| shuffled λ=1 | agm@1 | fd_digits | 1 |" in (tmp_path / "out" / "tables.md").read_text()
+    assert (tmp_path / "out" / "lambda.png").stat().st_size > 0
 
 
 def test_seeds_and_overrides():

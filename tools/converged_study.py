@@ -184,6 +184,103 @@ def run(args: argparse.Namespace) -> None:
         list(pool.map(one, todo))
 
 
+def _steps(out: Path, lam: float) -> dict[str, list[pd.DataFrame]]:
+    """The paired steps curves at λ: the seeds with both the baseline's and AGM's curve, in seed order."""
+    agm_dir, base_dir = out / "steps" / f"agm_lambda_{lam}", out / "steps" / "baseline"
+    seeds = sorted(int(p.stem[1:]) for p in agm_dir.glob("s*.csv") if (base_dir / p.name).is_file())
+    return {"baseline": [pd.read_csv(base_dir / f"s{s}.csv") for s in seeds],
+            "agm": [pd.read_csv(agm_dir / f"s{s}.csv") for s in seeds]}
+
+
+def lambda_figure(summary: pd.DataFrame, path: Path, metric: str = "fd_digits") -> None:
+    """AGM − baseline (paired by seed, mean ± 95% CI) against λ, the shuffled control beside it, the paper's
+    relative effect as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary[(summary.metric == metric) & (summary.reference == "baseline")]
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for model, color, dx in (("agm", "black", 1.0), ("shuffled", "tab:orange", 1.08)):
+        sel = rows[rows.model == model].sort_values("lambda")
+        if not sel.empty:
+            ax.errorbar(sel["lambda"] * dx, sel.paired_diff, yerr=sel.ci95_half_width, fmt="o-" if model == "agm"
+                        else "s", color=color, capsize=4, label=f"{model} − baseline")
+            for _, r in sel.iterrows():
+                ax.annotate(f"{int(r.seeds)}", (r["lambda"] * dx, r.paired_diff), textcoords="offset points",
+                            xytext=(5, -10), fontsize=7, color=color)
+    agm = rows[rows.model == "agm"]
+    if not agm.empty and agm.paper_relative_pct.notna().any():
+        paper = float(agm.paper_relative_pct.dropna().iloc[0]) / 100 * float(agm.reference_mean.mean())
+        ax.axhline(paper, color="tab:red", lw=1, ls="--", label=f"the paper's {paper / agm.reference_mean.mean():+.0%}")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("λ")
+    ax.set_ylabel(f"{metric}: arm − baseline (paired by seed)")
+    ax.set_title("at the plateau: mean ± 95% CI (seeds annotated)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _pm(mean: float, hw: float, digits: int = 3) -> str:
+    return f"{mean:+.{digits}f} ± {hw:.{digits}f}" if pd.notna(hw) else f"{mean:+.{digits}f}"
+
+
+def verdict_md(summary: pd.DataFrame, claims: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """tables.md: every comparison's paired difference, relative change and minimum detectable effect, and the
+    steps claim, written from the CSVs (nothing in it is typed by hand)."""
+    steps = sorted(set(runs.train_steps))
+    lines = [f"# The study at the plateau ({', '.join(map(str, steps))} training steps): tables from runs.csv", "",
+             "Written by `python -m tools.converged_study summarize`; paired by (machine, seed); 95% Student-t "
+             "intervals; minimum detectable effect at 80% power, α = 0.05, for the seeds each comparison has.", "",
+             "| arm | reference | metric | seeds | reference mean | arm − reference | relative | minimum detectable "
+             "| the paper's relative |", "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in summary.iterrows():
+        paper = f"{r.paper_relative_pct:+.1f}%" if pd.notna(r.paper_relative_pct) else ""
+        lines.append(f"| {r.model} λ={r['lambda']:g} | {r.reference} | {r.metric} | {int(r.seeds)} | "
+                     f"{r.reference_mean:.4g} | {_pm(r.paired_diff, r.ci95_half_width)} | {r.relative_pct:+.1f}% | "
+                     f"±{r.minimum_detectable_effect:.3g} | {paper} |")
+    if not claims.empty:
+        lines += ["", "The steps claim (AGM's paired gap to the same seed's final baseline value crosses 0 at; its "
+                  "95% band's ends; empty: not within the steps run):", "",
+                  "| λ | seeds | baseline final | AGM mean reaches it at | paired crossing | 95% band |",
+                  "|---|---|---|---|---|---|"]
+        for _, c in claims.iterrows():
+            base = next(v for k, v in c.items() if k.startswith("baseline_final_"))
+            lines.append(f"| {c['lambda']:g} | {int(c.seeds)} | {base:.4g} | {c.agm_mean_reaches_at_step} of "
+                         f"{c.total_steps} | {c.paired_crossing} | {c.paired_crossing_95_low}–"
+                         f"{c.paired_crossing_95_high} |")
+    return "\n".join(lines) + "\n"
+
+
+def summarize(args: argparse.Namespace) -> None:
+    from tools.power_study import figure
+    from tools.power_study import summarize as compare
+    from tools.steps_claim import claim
+
+    out = Path(args.out)
+    runs = pd.read_csv(out / "runs.csv")
+    summary = compare(runs)
+    summary.to_csv(out / "summary.csv", index=False, float_format="%.5g")
+    figure(runs, summary, str(out / "paired.png"))
+    lambda_figure(summary, out / "lambda.png")
+    rows, gaps = [], []
+    for lam in sorted(set(runs.loc[runs.model == "agm", "lambda"])):
+        steps = _steps(out, lam)
+        if len(steps["agm"]) >= 2:
+            row, g = claim(float(lam), steps, "fd_digits", f"steps/agm_lambda_{lam}")
+            rows.append(row)
+            gaps += g
+    claims = pd.DataFrame(rows)
+    claims.to_csv(out / "steps_claim.csv", index=False)
+    pd.DataFrame(gaps).to_csv(out / "steps_gaps.csv", index=False)
+    (out / "tables.md").write_text(verdict_md(summary, claims, runs))
+    print((out / "tables.md").read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -200,9 +297,10 @@ def main() -> None:
     r.add_argument("--commit", action="store_true", help="git-commit each row as it lands")
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="further params overrides (dotted keys, YAML values), e.g. for a tiny trial run")
+    m = sub.add_parser("summarize", help="summary.csv, paired.png, lambda.png, steps_claim.csv, tables.md")
+    m.add_argument("--out", default="docs/results/converged/study")
     args = p.parse_args()
-    if args.cmd == "run":
-        run(args)
+    (run if args.cmd == "run" else summarize)(args)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,26 @@ def gap_table(lam: float, steps: dict[str, list[pd.DataFrame]], metric: str,
     return rows
 
 
+def claim(lam: float, steps: dict[str, list[pd.DataFrame]], metric: str, label: str
+          ) -> tuple[dict[str, object], list[dict[str, float]]]:
+    """The claim's row at one λ from paired steps curves (``steps["baseline"][i]`` and ``steps["agm"][i]`` of one
+    seed): where AGM's mean curve, and each seed's, first reaches the baseline's final value, and the paired
+    crossing with its 95% band; and :func:`gap_table`'s rows."""
+    cmp = compare_steps(steps, metric)
+    per_seed = [first_step_reaching(a["step"].tolist(), a[metric].tolist(), float(b[metric].iloc[-1]))
+                for a, b in zip(steps["agm"], steps["baseline"], strict=True)]
+    gap = paired_gap_to_final(steps, metric)
+    row = {"lambda": lam, "rev": label, "seeds": len(steps["agm"]),
+           f"baseline_final_{metric}": round(cmp.baseline_final, 4),
+           "agm_mean_reaches_at_step": "never" if cmp.agm_reaches_at is None else cmp.agm_reaches_at,
+           "total_steps": cmp.total_steps,
+           "fraction": "" if cmp.agm_reaches_at is None else cmp.agm_reaches_at / cmp.total_steps,
+           "per_seed_steps": " ".join("never" if s is None else str(s) for s in per_seed),
+           **{f"paired_crossing{end}": "" if step is None else round(step)
+              for end, step in (("", gap.crossing), ("_95_low", gap.crossing_low), ("_95_high", gap.crossing_high))}}
+    return row, gap_table(lam, steps, metric, gap)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="CSV to write")
@@ -100,20 +120,9 @@ def main() -> None:
             seeds = params["seeds"]
             steps = {m: [pd.read_csv(io.StringIO(show(rev, f"steps/{m}/s{s}.csv"))) for s in seeds]
                      for m in ("baseline", "agm")}
-        cmp = compare_steps(steps, args.metric)
-        per_seed = [first_step_reaching(a["step"].tolist(), a[args.metric].tolist(), float(b[args.metric].iloc[-1]))
-                    for a, b in zip(steps["agm"], steps["baseline"], strict=True)]
-        gap = paired_gap_to_final(steps, args.metric)
-        gap_rows += gap_table(float(lam), steps, args.metric, gap)
-        rows.append({"lambda": float(lam), "rev": label, "seeds": len(seeds),
-                     f"baseline_final_{args.metric}": round(cmp.baseline_final, 4),
-                     "agm_mean_reaches_at_step": "never" if cmp.agm_reaches_at is None else cmp.agm_reaches_at,
-                     "total_steps": cmp.total_steps,
-                     "fraction": "" if cmp.agm_reaches_at is None else cmp.agm_reaches_at / cmp.total_steps,
-                     "per_seed_steps": " ".join("never" if s is None else str(s) for s in per_seed),
-                     **{f"paired_crossing{end}": "" if step is None else round(step)
-                        for end, step in (("", gap.crossing), ("_95_low", gap.crossing_low),
-                                          ("_95_high", gap.crossing_high))}})
+        row, gaps = claim(float(lam), steps, args.metric, label)
+        rows.append(row)
+        gap_rows += gaps
     table = pd.DataFrame(rows).sort_values("lambda")
     table.to_csv(args.out, index=False)
     print(table.to_string(index=False))
