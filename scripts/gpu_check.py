@@ -124,8 +124,17 @@ def build_trainer(params_path: Path, variant: str, device, *, amp: str, seed: in
     return params, shape, build_run(params, variant, seed, shape[0], shape[1], device).trainer
 
 
-def train_record(result: Any) -> dict[str, Any]:
+def train_record(result: Any, flops_per_image: float | None = None) -> dict[str, Any]:
+    """A training benchmark as JSON; with ``flops_per_image`` (the model's cost counted once, on its eager NCHW
+    trainer) the achieved FLOP/s and peak fraction use that count, whatever layout or compilation ran."""
     r = dataclasses.asdict(result)
+    if flops_per_image is not None:
+        counted = r["flops_per_image"]
+        r["flops_per_image_counted_in_this_mode"] = counted
+        r["flops_per_image"] = flops_per_image
+        r["achieved_flops_per_s"] = flops_per_image * r["images_per_s"]
+        if r["peak_fraction"] is not None:
+            r["peak_fraction"] *= flops_per_image / counted
     r["step_time_ms"] = 1e3 * r["step_time_s"]
     r["achieved_tflops"] = r["achieved_flops_per_s"] / 1e12
     r["peak_memory_gib"] = r["peak_memory_bytes"] / 2**30
@@ -177,10 +186,11 @@ def _bench_modes(args: argparse.Namespace, tmp: Path, modes: list[dict[str, bool
     import torch
 
     from agm.training.execution import apply_execution, configure_backends
-    from agm.training.throughput import bench_train, random_batch
+    from agm.training.throughput import bench_train, random_batch, step_flops
 
     device = device_for(args.dry_run)
     applied = configure_backends(device)
+    cost: dict[str, float] = {}
     amp = "none" if args.dry_run else "bf16"
     batch_size = 4 if args.dry_run else 128
     warmup, steps = (1, 2) if args.dry_run else (3, 15)
@@ -191,9 +201,11 @@ def _bench_modes(args: argparse.Namespace, tmp: Path, modes: list[dict[str, bool
         for variant in ("baseline", "agm"):
             params, shape, trainer = build_trainer(path, variant, device, amp=amp)
             batch = random_batch(batch_size, shape, seed=0, device=device)
+            if variant not in cost:  # the model's cost: one count, on the eager NCHW trainer, for every mode
+                cost[variant] = step_flops(trainer, batch) / batch_size
             t0 = time.perf_counter()
             notes = apply_execution(trainer, compile=mode["compile"], channels_last=mode["channels_last"])
-            rec = train_record(bench_train(trainer, batch, warmup=warmup, steps=steps))
+            rec = train_record(bench_train(trainer, batch, warmup=warmup, steps=steps), cost[variant])
             rec |= {"variant": variant, **mode, "applied": notes, "image_shape": list(shape),
                     "wall_s_incl_warmup": time.perf_counter() - t0}
             out["runs"].append(rec)
@@ -322,10 +334,10 @@ def section_sample(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def section_attention(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """scaled_dot_product_attention as agm.math.nets.unet.SelfAttention calls it (q, k, v transposed views whose last
-    dimension is not contiguous) against contiguous copies of the same tensors: time and peak memory, float32
-    and bf16, at the paper U-Net's 32×32 attention (4 heads of 64 channels) and the sampling batch. A large gap
-    says which kernel the views fall back to, the lead for the 41 GiB per sampling batch seen on an H200."""
+    """scaled_dot_product_attention on q, k, v as transposed views (last-dimension stride HW, the layout the U-Net
+    used to hand it) against contiguous ones: time and peak memory, float32 and bf16, at the paper U-Net's 32×32
+    attention (4 heads of 64 channels) and the sampling batch; then the U-Net's SelfAttention itself with SDPA
+    restricted to the fused kernels, which must run (the section fails where PyTorch refuses them)."""
     import torch
     import torch.nn.functional as F
 
@@ -350,7 +362,41 @@ def section_attention(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                    "extra_peak_gib": extra, "last_dim_stride": q.stride(-1)}
             out["runs"].append(rec)
             print(f"attention {rec['dtype']} {layout}: {rec['ms']:.2f} ms, {extra} GiB above the inputs", flush=True)
+    out["module"] = _attention_module_fused(device, batch, heads, tokens, dim)
+    out["passed"] = all(r["fused"] for r in out["module"])
     return out
+
+
+def _attention_module_fused(device, batch: int, heads: int, tokens: int, dim: int) -> list[dict[str, Any]]:
+    """The U-Net's own SelfAttention, forward and (float32) backward, with scaled_dot_product_attention restricted
+    to the fused kernels (flash, memory-efficient; the CPU has flash only): ``fused`` is false where PyTorch finds
+    no fused kernel for the tensors the module hands it and refuses (it would fall back to the math path)."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from agm.math.nets.unet import SelfAttention
+    from agm.training.throughput import synchronize, time_per_call
+
+    side = int(math.isqrt(tokens))
+    fused = [SDPBackend.FLASH_ATTENTION] + ([SDPBackend.EFFICIENT_ATTENTION] if device.type == "cuda" else [])
+    records = []
+    for dtype in (torch.float32, torch.bfloat16):
+        attn = SelfAttention(heads * dim, head_channels=dim, groups=min(32, heads * dim)).to(device)
+        x = torch.randn(batch, heads * dim, side, side, device=device)
+        rec: dict[str, Any] = {"dtype": str(dtype).removeprefix("torch."), "fused": True}
+        try:
+            with sdpa_kernel(fused), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                with torch.no_grad():
+                    rec["forward_ms"] = 1e3 * time_per_call(lambda a=attn, x=x: a(x), warmup=1, iters=3, device=device)
+                if dtype == torch.float32 or device.type == "cuda":  # training's forward + backward
+                    xg = x.clone().requires_grad_(True)
+                    attn(xg).sum().backward()
+                    synchronize(device)
+        except RuntimeError as exc:  # "No available kernel": the layout (or dtype) rules the fused kernels out
+            rec |= {"fused": False, "error": str(exc).splitlines()[0][:300]}
+        print(f"attention module {rec['dtype']}: fused kernel {'ran' if rec['fused'] else 'REFUSED'}", flush=True)
+        records.append(rec)
+    return records
 
 
 def section_correctness(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from agm.models.files import image_shape, load_drift
 from agm.models.samples import cpu_workers, gathered_samples
 from agm.training.checkpoints import load_checkpoint
 from agm.training.distributed import close_process_group, init_process_group, launch
+from agm.training.execution import configure_backends
 from stages import run
 
 
@@ -45,6 +46,7 @@ def main() -> None:
         sys.exit(status)
     device = resolve_device(params.execution.device)
     rank = init_process_group(device)
+    configure_backends(device)
     f = load_drift(args.model, device)
     n, batch_size, nfe, g = sample_params.num_samples, sample_params.batch_size, sample_params.nfe, sample_params.g
     batches = gathered_samples(f, n, batch_size, shape, nfe, g, args.seed, device, workers=cpu_workers(device))

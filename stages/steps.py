@@ -1,8 +1,9 @@
 """Stage `steps`: the metric against training steps, from the EMA snapshots the trainer kept.
 
 Each snapshot (and the final model) draws `eval.snapshot_samples` images at `sample.nfe` with the same
-seed, so the points differ only by the weights. Written as a CSV for `dvc plots` and the report. With
-`execution.nproc` > 1 the sample batches are shared among that many processes (torchrun) and rank 0 scores them.
+seed, so the points differ only by the weights, which are loaded in turn into one network. Written as a CSV for
+`dvc plots` and the report. With `execution.nproc` > 1 the sample batches are shared among that many processes
+(torchrun) and rank 0 scores them.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import torch
 from agm.config.device import resolve_device
 from agm.config.params import load_params
 from agm.io.atomic import atomic_path
+from agm.math.action_matching import ActionDrift
 from agm.math.metrics.sample_quality import feature_extractor, load_real_features, sample_quality
 from agm.models.files import image_shape, load_drift
 from agm.models.samples import cpu_workers, gathered_samples
 from agm.training.checkpoints import load_checkpoint
 from agm.training.distributed import close_process_group, init_process_group, launch
+from agm.training.execution import configure_backends
 from stages import run
 
 
@@ -46,14 +49,16 @@ def main() -> None:
         sys.exit(status)
     device = resolve_device(params.execution.device)
     rank = init_process_group(device)
+    configure_backends(device)
     if rank == 0:
         extract = feature_extractor(space, feature_net=Path(args.features) / "net.pt",
                                     inception_weights=eval_params.inception_weights, device=device,
                                     batch_size=eval_params.batch_size)
     shape, n, batch_size = image_shape(final), eval_params.snapshot_samples, sample_params.batch_size
     rows, workers = [], cpu_workers(device)
+    f = load_drift(run_dir / "model.pt", device)  # one module: each snapshot's weights are loaded into it
     for step, state in points:
-        f = load_drift(run_dir / "model.pt", device, state=state)
+        (f.s if isinstance(f, ActionDrift) else f).load_state_dict(state)
         images = [x for _, x in gathered_samples(f, n, batch_size, shape, sample_params.nfe, sample_params.g,
                                                  args.seed, device, workers)]  # rank 0 holds them all; the others none
         if rank == 0:

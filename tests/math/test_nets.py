@@ -193,3 +193,17 @@ def test_attention_layout_computes_what_the_transposed_one_did():
     other.load_state_dict(attn.state_dict())
     torch.nn.init.normal_(other.qkv.weight, std=0.2)
     assert (other(x) - old).abs().max() > 1e-6
+
+
+def test_attention_runs_with_sdpa_restricted_to_the_fused_kernel():
+    """PyTorch refuses (rather than falls back) when SDPA is restricted to the fused flash kernel and the layout
+    rules it out: the earlier transposed layout is refused, the module's own runs (forward and backward)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    attn = SelfAttention(32, head_channels=16, groups=8)
+    x = torch.randn(2, 32, 4, 4, requires_grad=True)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        attn(x).sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        with pytest.raises(RuntimeError, match="No available kernel"), pytest.warns(UserWarning):
+            _transposed_attention(attn, x)

@@ -36,6 +36,24 @@ DESCRIPTIONS = {
 }
 
 
+def _full_float32(extract: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``extract`` run with float32 matmuls and convolutions at full precision (no TF32), whatever the stage
+    switched on for its generator (agm.training.execution.configure_backends): the features, and so the
+    distances, do not depend on which stage computed them."""
+
+    def run(images: np.ndarray) -> np.ndarray:
+        matmul, conv = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            return extract(images)
+        finally:
+            torch.set_float32_matmul_precision(matmul)
+            torch.backends.cudnn.allow_tf32 = conv
+
+    return run
+
+
 def feature_extractor(
     space: str, *, feature_net: str | os.PathLike[str] | None = None,
     inception_weights: str | os.PathLike[str] | None = None,
@@ -45,13 +63,14 @@ def feature_extractor(
 
     The network is loaded once, here: ``feature_net`` for ``digits``, for ``inception`` clean-fid's
     Inception-v3 from ``inception_weights`` (``"auto"`` or a path, resolved as in :func:`load_real_features`).
+    It always runs in full float32 (no TF32), whatever the caller's backend settings.
     """
     if space == "digits":
         net = load_feature_net(feature_net, device=device)
-        return lambda images: extract_features(net, images, batch_size=batch_size, device=device)
+        return _full_float32(lambda images: extract_features(net, images, batch_size=batch_size, device=device))
     if space == "inception":
         model = load_inception(inception_weights, device)
-        return lambda images: cleanfid_features(images, model, batch_size=batch_size, device=device)
+        return _full_float32(lambda images: cleanfid_features(images, model, batch_size=batch_size, device=device))
     raise ValueError(f"unknown feature space {space!r}; expected one of {sorted(DISTANCE_NAMES)}")
 
 

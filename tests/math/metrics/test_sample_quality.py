@@ -111,3 +111,27 @@ def test_record_with_the_kernel_distance_names_it_for_its_space(space, name):
     assert list(record) == [DISTANCE_NAMES[space], name, "precision", "recall"]
     assert record[name] == float(f"{q.kernel_distance:.4g}") and q.kernel_distance > 0  # shifted by 0.3: MMD² > 0
     assert sample_quality(real, fake, k=3, kernel_seed=0).kernel_distance == q.kernel_distance  # one fixed draw
+
+
+def test_the_extractor_runs_in_full_float32_whatever_the_stage_switched_on(tmp_path, monkeypatch):
+    """A sampling stage turns TF32 on for its generator (configure_backends); the features it scores must be those
+    the evaluate stage computes, so the extractor runs with TF32 off and restores the caller's settings."""
+    import torch
+
+    from agm.math.metrics import sample_quality as sq
+
+    seen = []
+    monkeypatch.setattr(sq, "load_feature_net", lambda path, device: None)
+    monkeypatch.setattr(sq, "extract_features", lambda net, images, **kw: seen.append(
+        (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)) or images)
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    try:
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
+        extract = sq.feature_extractor("digits", feature_net=tmp_path / "net.pt")
+        assert extract(np.zeros((1, 1, 8, 8), np.uint8)).shape == (1, 1, 8, 8)
+        assert seen == [("highest", False)]
+        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("high", True)
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
