@@ -25,7 +25,7 @@ from agm.io.data import to_uint8
 from agm.io.image_grid import save_image_grid
 from agm.math.solver import euler_maruyama, grid_seed
 from agm.models.files import image_shape, load_drift
-from agm.models.samples import cpu_workers, gathered_samples
+from agm.models.samples import cpu_workers, gathered_samples, sampling_drift
 from agm.training.checkpoints import load_checkpoint
 from agm.training.distributed import close_process_group, init_process_group, launch
 from agm.training.execution import configure_backends
@@ -47,7 +47,8 @@ def main() -> None:
     device = resolve_device(params.execution.device)
     rank = init_process_group(device)
     configure_backends(device)
-    f = load_drift(args.model, device)
+    f = sampling_drift(load_drift(args.model, device), device, amp=sample_params.amp,
+                       channels_last=sample_params.channels_last, compile=sample_params.compile)
     n, batch_size, nfe, g = sample_params.num_samples, sample_params.batch_size, sample_params.nfe, sample_params.g
     batches = gathered_samples(f, n, batch_size, shape, nfe, g, args.seed, device, workers=cpu_workers(device))
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from agm.io.atomic import atomic_path
 from agm.math.action_matching import ActionDrift
 from agm.math.metrics.sample_quality import feature_extractor, load_real_features, sample_quality
 from agm.models.files import image_shape, load_drift
-from agm.models.samples import cpu_workers, gathered_samples
+from agm.models.samples import cpu_workers, gathered_samples, sampling_drift
 from agm.training.checkpoints import load_checkpoint
 from agm.training.distributed import close_process_group, init_process_group, launch
 from agm.training.execution import configure_backends
@@ -56,9 +56,11 @@ def main() -> None:
                                     batch_size=eval_params.batch_size)
     shape, n, batch_size = image_shape(final), eval_params.snapshot_samples, sample_params.batch_size
     rows, workers = [], cpu_workers(device)
-    f = load_drift(run_dir / "model.pt", device)  # one module: each snapshot's weights are loaded into it
+    net = load_drift(run_dir / "model.pt", device)  # one module: each snapshot's weights are loaded into it
+    f = sampling_drift(net, device, amp=sample_params.amp, channels_last=sample_params.channels_last,
+                       compile=sample_params.compile)
     for step, state in points:
-        (f.s if isinstance(f, ActionDrift) else f).load_state_dict(state)
+        (net.s if isinstance(net, ActionDrift) else net).load_state_dict(state)
         images = [x for _, x in gathered_samples(f, n, batch_size, shape, sample_params.nfe, sample_params.g,
                                                  args.seed, device, workers)]  # rank 0 holds them all; the others none
         if rank == 0:

@@ -125,6 +125,36 @@ def test_a_bad_eval_value_stops_the_repro_before_a_changed_train_value_trains(re
     assert ran_stages(sh(["dvc", "repro"], repo)) <= {"check", "source"}  # the valid file again: nothing else
 
 
+@pytest.mark.parametrize("rule,edit,message", [
+    ("controls need V", lambda p: p.update({"lambda": 0.0, "controls": ["shuffled", "no_detach"]}),
+     "error: the shuffled control needs lambda > 0"),
+    ("samples for k", lambda p: p["sample"].update(num_samples=p["eval"]["k"]),
+     "error: sample.num_samples 3 must be more than eval.k 3"),
+    ("snapshot samples for k", lambda p: p["eval"].update(snapshot_samples=0),
+     "error: eval.snapshot_samples 0 must be more than eval.k 3"),
+])
+def test_every_cross_field_rule_stops_the_repro_in_check(repo: Path, rule: str, edit, message: str) -> None:
+    """Each rule a later stage would enforce (after AGM trained, or in evaluate / steps) fails `dvc repro` in
+    `check`, with one line naming it, before any stage does work."""
+    params_file = repo / "params.yaml"
+    good = params_file.read_text()
+    params = yaml.safe_load(good)
+    params["train"]["steps"] += 1  # would re-run every train stage if the check let it through
+    edit(params)
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    state = sorted(p.name for p in (repo / ".agm_state").iterdir())
+    try:
+        res = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        params_file.write_text(good)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert message in out, out
+    assert ran_stages(out) == {"check"}, out
+    assert sorted(p.name for p in (repo / ".agm_state").iterdir()) == state
+
+
 def test_bytecode_and_tool_caches_leave_dvc_status_clean(repo: Path) -> None:
     """A new user's shell writes __pycache__ into agm/ and stages/, folder deps of most stages (agm/math/nets,
     agm/math/metrics, ...): .dvcignore keeps bytecode and tool caches out of every dep. PYTHONDONTWRITEBYTECODE,

@@ -192,6 +192,11 @@ def test_check_stage_stops_on_any_section_and_writes_the_same_marker_for_every_v
         ("eval", lambda p: p["eval"].update(k=0), "eval.k"),
         ("snapshots", lambda p: p["train"].update(snapshot_every=p["train"]["steps"] + 1), "train.snapshot_every"),
         ("nproc", lambda p: p["execution"].update(nproc=3), "execution.nproc"),
+        ("num_samples", lambda p: p["sample"].update(num_samples=3), "sample.num_samples"),
+        ("snapshot_samples", lambda p: p["eval"].update(snapshot_samples=0), "eval.snapshot_samples"),
+        ("shuffled", lambda p: p.update({"lambda": 0.0, "controls": ["shuffled"]}), "shuffled control needs lambda"),
+        ("no_detach", lambda p: p.update({"lambda": 0.0, "controls": ["no_detach"]}), "no_detach control needs"),
+        ("amp", lambda p: p["sample"].update(amp="fp16"), "sample.amp"),
     ]:
         res, out = check(name, edit)
         assert res.returncode == 2, res.stderr
@@ -200,6 +205,7 @@ def test_check_stage_stops_on_any_section_and_writes_the_same_marker_for_every_v
         assert not out.exists()
     valid = [check(name, edit) for name, edit in [
         ("as-is", lambda p: None), ("lambda", lambda p: p.update({"lambda": 1.0})),
-        ("steps", lambda p: p["train"].update(steps=2000))]]
+        ("steps", lambda p: p["train"].update(steps=2000)), ("k", lambda p: p["sample"].update(num_samples=4)),
+        ("time_only", lambda p: p.update({"lambda": 0.0, "controls": ["time_only"]}))]]
     assert all(res.returncode == 0 for res, _ in valid), [res.stderr for res, _ in valid]
     assert len({out.read_bytes() for _, out in valid}) == 1

@@ -1,12 +1,16 @@
-"""One-line checks of params values, used by agm.config.params at the edge: each error names the key and what
-is allowed."""
+"""Reading a params file and one-line checks of its values, used by agm.config.params at the edge: each error
+names the file or key and what is allowed."""
 
 from __future__ import annotations
 
 import math
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal
+
+import yaml
 
 from agm.config.errors import ParamsError
 
@@ -66,3 +70,19 @@ def check_device(key: str, value: str) -> None:
     kind, _, index = value.partition(":")
     if value != "auto" and (kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit()))):
         raise ParamsError(f"{key} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a YAML mapping, with one-line errors for a missing file or bad YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ParamsError(f"{path}: not valid YAML{where}") from exc
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+    return raw

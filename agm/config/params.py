@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from agm.config.checks import check_choice, check_device, check_range, convert
+from agm.config.checks import check_choice, check_device, check_range, convert, read_yaml
 from agm.config.errors import ParamsError
 
 # ---------------------------------------------------------------------------------------------------
@@ -190,7 +188,8 @@ class ExecutionParams:
 
 @dataclass(frozen=True)
 class SampleParams:
-    """Euler–Maruyama sampling (docs/spec.md §6)."""
+    """Euler–Maruyama sampling (docs/spec.md §6) and how the drift runs in it (bf16 ``amp`` changes the images;
+    ``channels_last`` and ``compile`` can change float32's last bits): params of the sample and steps stages."""
 
     num_samples: int
     batch_size: int
@@ -198,6 +197,9 @@ class SampleParams:
     g: float
     grid_nfe: int
     grid_size: int
+    amp: Literal["none", "bf16"]
+    channels_last: bool
+    compile: bool
 
     def check(self) -> None:
         check_range("sample.num_samples", self.num_samples, lo=1)
@@ -292,6 +294,12 @@ def load_params(path: str | os.PathLike[str], sections: typing.Iterable[str] | N
         params.model.check_resolution(params.data.resolution)
     if params.train is not None and params.execution is not None:
         params.execution.check_batch(params.train.batch_size)
+    if params.eval is not None:  # precision and recall take each point's k-th nearest sample
+        for key, n in (("sample.num_samples", params.sample.num_samples if params.sample else None),
+                       ("eval.snapshot_samples", params.eval.snapshot_samples)):  # evaluate; steps
+            if n is not None and n <= params.eval.k:
+                raise ParamsError(f"{key} {n} must be more than eval.k {params.eval.k}: precision and recall "
+                                  "take each point's k-th nearest sample")
     return params
 
 
@@ -310,22 +318,6 @@ def _check_top_level(name: str, value: Any) -> None:
             check_choice("controls", c, CONTROLS)
         if len(set(value)) != len(value):
             raise ParamsError(f"controls lists a model twice: {list(value)}")
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse a YAML mapping, with one-line errors for a missing file or bad YAML."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"params file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ParamsError(f"{path}: not valid YAML{where}") from exc
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
-    return raw
 
 
 def _section(name: str, raw: Any, cls: type) -> Any:

@@ -27,6 +27,32 @@ from agm.math.solver import Drift, sample_batch
 from agm.training.distributed import gathered, world
 
 
+def sampling_drift(f: torch.nn.Module, device: torch.device | str, *, amp: str = "none", channels_last: bool = False,
+                   compile: bool = False) -> Drift:
+    """The drift as sampling runs it (params ``sample.amp``, ``sample.channels_last``, ``sample.compile``).
+
+    All off, ``f`` itself: the images are those of the plain float32 network, byte for byte. ``amp="bf16"``
+    evaluates it under bf16 autocast and returns float32 (the solver's state stays float32); ``channels_last``
+    lays the network's weights and each input out channels-last; ``compile`` wraps it in ``torch.compile``.
+    """
+    if amp not in ("none", "bf16"):
+        raise ValueError(f"amp must be none or bf16, got {amp!r}")
+    if channels_last:
+        f = f.to(memory_format=torch.channels_last)
+    net = torch.compile(f) if compile else f
+    if amp == "none" and not channels_last:
+        return net
+    device_type = torch.device(device).type
+
+    def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            return net(x, t).float()
+
+    return drift
+
+
 def cpu_workers(device: torch.device | str) -> int:
     """How many batches one process draws at once: on a CPU, one per intra-op thread torch would use (one
     per core by default) when this is the only process; elsewhere one (a GPU runs one batch at a time, and

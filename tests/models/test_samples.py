@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from agm.models.samples import cpu_workers, gathered_samples
+from agm.math.solver import sample_batch
+from agm.models.samples import cpu_workers, gathered_samples, sampling_drift
 
 SHAPE = (1, 8, 8)
 
@@ -49,3 +50,32 @@ def test_cpu_workers_uses_every_intra_op_thread_on_a_cpu_only():
         assert cpu_workers("cuda") == 1
     finally:
         torch.set_num_threads(before)
+
+
+def _trained_like(make_unet):
+    f = make_unet(seed=2).eval().requires_grad_(False)
+    torch.nn.init.normal_(f.conv_out.weight, std=0.05)  # zero-initialised: a nonzero drift to sample from
+    return f
+
+
+def test_sampling_drift_with_everything_off_is_the_network_itself(make_unet):
+    """The defaults (sample.amp none, channels_last and compile off) keep the images of the plain network, byte
+    for byte: the drift the solver calls is the module itself."""
+    f = _trained_like(make_unet)
+    assert sampling_drift(f, "cpu") is f
+    with pytest.raises(ValueError, match="amp"):
+        sampling_drift(f, "cpu", amp="fp16")
+
+
+def test_channels_last_and_bf16_sampling_change_what_they_should(make_unet):
+    """channels_last computes the same drift (float32 rounding apart); bf16 autocast returns float32 and moves the
+    images by about bf16's precision (8 significant bits), far more than channels_last does."""
+    f = _trained_like(make_unet)
+    ref = sample_batch(f, 0, 32, 32, SHAPE, 8, 0.01, 5, "cpu")
+    last = sample_batch(sampling_drift(f, "cpu", channels_last=True), 0, 32, 32, SHAPE, 8, 0.01, 5, "cpu")
+    f.to(memory_format=torch.contiguous_format)
+    bf16 = sample_batch(sampling_drift(f, "cpu", amp="bf16"), 0, 32, 32, SHAPE, 8, 0.01, 5, "cpu")
+    assert bf16.dtype == torch.float32 and last.dtype == torch.float32
+    d_last, d_bf16 = (last - ref).abs().max().item(), (bf16 - ref).abs().max().item()
+    assert d_last < 1e-4, d_last
+    assert 1e-4 < d_bf16 < 0.1, d_bf16
