@@ -53,6 +53,22 @@ class TrainResult:
     resumed_from: int
 
 
+
+def draw_batch(gen: torch.Generator, n_images: int, shape: tuple[int, ...], device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training step's draws from ``gen``, in their fixed order (docs/spec.md §4 step 1): the indices of the
+    batch's images among ``n_images``, then x0, ε and z of ``shape`` (B, C, H, W), then t of (B,). Returns
+    (idx, x0, eps, t, z); a run that draws through this function reproduces another's batches from the same
+    generator state (a resumed run, a stacked seed: agm.training.stacked)."""
+    batch_size = shape[0]
+    idx = torch.randint(n_images, (batch_size,), generator=gen, device=device)
+    x0 = torch.randn(shape, generator=gen, device=device)
+    eps = torch.randn(shape, generator=gen, device=device)
+    z = torch.randn(shape, generator=gen, device=device)
+    t = torch.rand(batch_size, generator=gen, device=device)
+    return idx, x0, eps, t, z
+
+
 def train(
     trainer: Trainer,
     data: torch.Tensor,
@@ -125,11 +141,7 @@ def train(
     t0, wall0, n_since = time.perf_counter(), time.perf_counter(), 0
     for step in range(start + 1, steps + 1):
         # every rank draws the same global batch and keeps its slice (docs/spec.md §4 step 1)
-        idx = torch.randint(len(data), (batch_size,), generator=gen, device=device)
-        x0 = torch.randn(shape, generator=gen, device=device)
-        eps = torch.randn(shape, generator=gen, device=device)
-        z = torch.randn(shape, generator=gen, device=device)
-        t = torch.rand(batch_size, generator=gen, device=device)
+        idx, x0, eps, t, z = draw_batch(gen, len(data), shape, device)
         x1 = to_model_range(data[idx[sl]])
         stats = trainer.step(x1, x0[sl], eps[sl], t[sl], z[sl])
         finite = torch.isfinite(torch.stack([v.float() for v in vars(stats).values()])).all()

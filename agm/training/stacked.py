@@ -40,7 +40,7 @@ from agm.math.losses import importance_weights, potential_loss
 from agm.math.time_bins import time_weights
 from agm.training.agm_trainer import AGMTrainer, StepStats, step_stats
 from agm.training.checkpoints import LATEST, resume_state, save_checkpoint
-from agm.training.loop import NonFiniteLossError, TrainResult
+from agm.training.loop import NonFiniteLossError, TrainResult, draw_batch
 from agm.training.weightings import PotentialWeights, ShuffledWeights, TimeTableWeights, UnitWeights
 
 _OPT_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "foreach", "capturable", "differentiable",
@@ -287,12 +287,8 @@ def train_stacked(
     t0, wall0, n_since = time.perf_counter(), time.perf_counter(), 0
     for step in range(start + 1, steps + 1):
         draws = []
-        for gen in gens:  # the lone loop's draws, in its order, from each seed's generator
-            idx = torch.randint(len(data), (batch_size,), generator=gen, device=device)
-            x0 = torch.randn(shape, generator=gen, device=device)
-            eps = torch.randn(shape, generator=gen, device=device)
-            z = torch.randn(shape, generator=gen, device=device)
-            t = torch.rand(batch_size, generator=gen, device=device)
+        for gen in gens:  # the lone loop's draws, from each seed's generator
+            idx, x0, eps, t, z = draw_batch(gen, len(data), shape, device)
             draws.append((to_model_range(data[idx]), x0, eps, t, z))
         x1, x0, eps, t, z = (torch.stack(parts) for parts in zip(*draws))
         stats = stacked.step(x1, x0, eps, t, z)
