@@ -103,10 +103,11 @@ def _acquire(path: Path, blocking: bool) -> int | None:
 def locked(folder: str | os.PathLike[str], on_wait: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Hold the exclusive lock of a state folder (``<folder>.lock``), waiting for it if another process holds it.
 
-    ``on_wait(lock_path)`` is called once before waiting. Creates the folder; yields it.
+    ``on_wait(lock_path)`` is called once before waiting. Creates the folder once it holds the lock (a
+    :func:`prune` running meanwhile cannot remove it between the two); yields it.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     path = _lock_path(folder)
     fd = _acquire(path, blocking=False)
     if fd is None:
@@ -114,6 +115,7 @@ def locked(folder: str | os.PathLike[str], on_wait: Callable[[Path], None] | Non
             on_wait(path)
         fd = _acquire(path, blocking=True)
     try:
+        folder.mkdir(exist_ok=True)
         yield folder
     finally:
         os.close(fd)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -95,6 +98,34 @@ def test_a_second_process_waits_for_the_lock_and_says_so(tmp_path):
         events.append("acquired")
     thread.join(10)
     assert events == [f"waiting for {folder.name}.lock", "released", "acquired"]
+
+
+def test_a_prune_while_a_process_waits_cannot_take_the_folder_it_will_train_in(tmp_path):
+    """Another process holds the lock; one that waits for it has not created the folder yet, so a prune that
+    runs meanwhile (and removes an unlocked folder) has nothing of it to remove; once the lock is its own, the
+    folder exists. Before the fix the waiting process created the folder first, and a prune could delete it."""
+    folder = tmp_path / "state" / "agm-s0-0123456789abcdef"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from agm.training.run_state import locked\n"
+        f"with locked({str(folder)!r}):\n    print('held', flush=True); sys.stdin.readline()")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    shutil.rmtree(folder)  # the holder's own folder, gone: only the lock file is left
+    seen = []
+
+    def waiter() -> None:
+        with locked(folder, on_wait=lambda lock: seen.append(folder.exists())):
+            seen.append(folder.is_dir())
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.3)
+    assert seen == [False] and not folder.exists()  # waiting, and nothing created that a prune could take
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(10)
+    thread.join(10)
+    assert seen == [False, True]
 
 
 # --- pruning ---------------------------------------------------------------------------------------------
