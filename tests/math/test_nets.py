@@ -207,3 +207,18 @@ def test_attention_runs_with_sdpa_restricted_to_the_fused_kernel():
         assert x.grad is not None and torch.isfinite(x.grad).all()
         with pytest.raises(RuntimeError, match="No available kernel"), pytest.warns(UserWarning):
             _transposed_attention(attn, x)
+
+
+def test_the_drift_and_the_potential_compile_without_graph_breaks(make_unet):
+    """torch.compile gains most from one graph per network: dynamo traces f and V (no inductor build, so this
+    runs on the CPU in seconds) and must find no graph break (attention, FiLM, skips included)."""
+    import torch._dynamo
+
+    f = make_unet(resolution=8, channel_mult=(1, 2), attn_resolutions=(4,))
+    V = Potential(**PAPER.potential.net_kwargs(1) | {"widths": (8, 16), "groups": 4})
+    x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
+    for net, args in ((f, (x, t)), (V, (x,))):
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(net)(*args)
+        assert explained.graph_break_count == 0, explained.break_reasons
+        assert explained.graph_count == 1
