@@ -79,7 +79,7 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("converged_study", 330, 240),
     ("train", 100, 150),
     ("train_compiled", 150, 400),
-    ("sample", 70, 90),
+    ("sample", 150, 120),
     ("attention", 45, 60),
     ("correctness", 150, 120),
     ("stages", 150, 300),
@@ -262,41 +262,65 @@ def section_stacked_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]
     return out
 
 
+SAMPLE_MODES = (
+    ("float32, transposed attention (before)", {"amp": "none"}, True),
+    ("float32", {"amp": "none"}, False),
+    ("bf16", {"amp": "bf16"}, False),
+    ("bf16, channels_last, compiled", {"amp": "bf16", "channels_last": True, "compile": True}, False),
+)
+"""The sampling A/B: (name, agm.models.samples.sampling_drift options, whether SelfAttention runs the old transposed
+q/k/v layout). The first is the sample stage as it was measured at 59 min per 10k images on an H200."""
+
+
+def _transposed_attention_forward(self, x, emb=None):
+    """SelfAttention.forward as it was: q, k, v as transposed views (last-dimension stride HW: the unfused kernel)."""
+    import torch.nn.functional as F
+
+    b, c, h, w = x.shape
+    qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+    q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))
+    out = F.scaled_dot_product_attention(q, k, v)
+    return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
 def section_sample(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Sampling the paper U-Net: the largest batch that fits (float32, one drift evaluation per candidate), then
+    each of :data:`SAMPLE_MODES` at that batch (and the smallest), timed over a few NFE and projected to 10,000
+    images at NFE 500, with its peak memory."""
     import torch
 
+    from agm.math.nets.unet import SelfAttention
     from agm.math.solver import euler_maruyama
+    from agm.models.samples import sampling_drift
     from agm.training.execution import configure_backends
     from agm.training.throughput import synchronize
 
     device = device_for(args.dry_run)
     configure_backends(device)
     _, shape, trainer = build_trainer(perf_params(args.dry_run, tmp), "agm", device, amp="none")
-    drift = trainer.ema.model.eval()
+    net = trainer.ema.model.eval().requires_grad_(False)
     g, nfe_paper, n_paper = 0.01, 500, 10_000
-    candidates = [2, 4, 8] if args.dry_run else [500, 1000, 2000, 4000, 8000, 16000]
+    candidates = [2, 4, 8] if args.dry_run else [500, 1000, 2000, 4000, 8000]
     timed_nfe = 2 if args.dry_run else 5
+    new_forward = SelfAttention.forward
 
-    def run(batch: int, nfe: int, amp: torch.dtype | None) -> float:
-        def f(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                return drift(x, t)
-
+    def run(drift, batch: int, nfe: int) -> float:
         gen = torch.Generator(device=device).manual_seed(0)
         synchronize(device)
         t0 = time.perf_counter()
-        euler_maruyama(f, (batch, *shape), nfe, g, gen, device)
+        with torch.no_grad():
+            euler_maruyama(drift, (batch, *shape), nfe, g, gen, device)
         synchronize(device)
         return time.perf_counter() - t0
 
     out: dict[str, Any] = {"image_shape": list(shape), "timed_nfe": timed_nfe, "g": g, "probe": [], "runs": []}
     fits = []
-    run(candidates[0], 1, None)  # cuDNN autotuning and lazy initialisation, so the probe below times the work
-    for batch in candidates:  # one drift evaluation per candidate, float32: the sample stage's dtype
+    run(net, candidates[0], 1)  # cuDNN autotuning and lazy initialisation, so the probe below times the work
+    for batch in candidates:  # one drift evaluation per candidate, float32, the fused attention layout
         try:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            seconds = run(batch, 1, None)
+            seconds = run(net, batch, 1)
             mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             out["probe"].append({"batch": batch, "fits": True, "one_nfe_s": seconds, "peak_memory_gib": mem})
             fits.append(batch)
@@ -309,27 +333,42 @@ def section_sample(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             torch.cuda.empty_cache()
             break
     out["largest_batch_that_fits"] = max(fits)
-    for batch in sorted({min(fits), max(fits)}):
-        for amp_name, amp in (("float32", None), ("bf16", torch.bfloat16)):
-            run(batch, 1, amp)  # warm-up (cuDNN autotuning for this shape)
-            seconds = run(batch, timed_nfe, amp)
+    for batch in sorted({min(fits), max(fits)}, reverse=True):
+        for name, options, transposed in SAMPLE_MODES:
+            SelfAttention.forward = _transposed_attention_forward if transposed else new_forward
+            if args.dry_run:  # inductor's CPU build takes minutes: the dry run checks the path, compiled on a GPU
+                options = {**options, "compile": False}
+            try:
+                drift = sampling_drift(net, device, **options)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                t0 = time.perf_counter()
+                run(drift, batch, 1)  # warm-up: compilation, cuDNN autotuning for this shape
+                warm = time.perf_counter() - t0
+                seconds = run(drift, batch, timed_nfe)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                out["runs"].append({"batch": batch, "mode": name, "fits": False})
+                print(f"sample batch {batch} {name}: out of memory", flush=True)
+                continue
+            finally:
+                SelfAttention.forward = new_forward
+                net.to(memory_format=torch.contiguous_format)
             per_nfe = seconds / timed_nfe
             ips = batch / (per_nfe * nfe_paper)
-            rec = {"batch": batch, "amp": amp_name, "timed_nfe": timed_nfe, "seconds": seconds,
-                   "seconds_per_nfe": per_nfe, "images_per_s_at_nfe_500": ips,
-                   "projected_minutes_10k_at_nfe_500": n_paper / ips / 60}
+            rec = {"batch": batch, "mode": name, **options, "transposed_attention": transposed, "fits": True,
+                   "warmup_s": warm, "timed_nfe": timed_nfe, "seconds": seconds, "seconds_per_nfe": per_nfe,
+                   "images_per_s_at_nfe_500": ips, "projected_minutes_10k_at_nfe_500": n_paper / ips / 60,
+                   "peak_memory_gib": (torch.cuda.max_memory_allocated(device) / 2**30
+                                       if device.type == "cuda" else None)}
             out["runs"].append(rec)
-            print(f"sample batch {batch} {amp_name}: {per_nfe * 1e3:.1f} ms per NFE, {ips:.1f} img/s at NFE 500, "
-                  f"{rec['projected_minutes_10k_at_nfe_500']:.1f} min for 10k", flush=True)
-    # one whole NFE-500 draw where it is short, to check the linear projection from the timed steps
-    best = min((r for r in out["runs"] if r["amp"] == "float32"), key=lambda r: r["seconds_per_nfe"])
-    full_nfe = timed_nfe * 5 if args.dry_run else nfe_paper
-    if best["seconds_per_nfe"] * full_nfe < (5 if args.dry_run else 25):
-        seconds = run(best["batch"], full_nfe, None)
-        out["full_draw"] = {"batch": best["batch"], "nfe": full_nfe, "seconds": seconds,
-                            "projected_seconds": best["seconds_per_nfe"] * full_nfe}
-        print(f"sample full draw: batch {best['batch']} at NFE {full_nfe} in {seconds:.1f} s "
-              f"(projected {out['full_draw']['projected_seconds']:.1f} s)", flush=True)
+            write_part(args, out)
+            print(f"sample batch {batch} {name}: {per_nfe * 1e3:.1f} ms per NFE, {ips:.1f} img/s at NFE 500, "
+                  f"{rec['projected_minutes_10k_at_nfe_500']:.1f} min for 10k, {rec['peak_memory_gib']} GiB",
+                  flush=True)
+            torch._dynamo.reset()
+    done = [r for r in out["runs"] if r.get("fits")]
+    out["fastest"] = min(done, key=lambda r: r["projected_minutes_10k_at_nfe_500"])["mode"] if done else None
     return out
 
 
@@ -845,10 +884,15 @@ def summary_md(report: dict[str, Any]) -> str:
         r = s["sample"]["result"]
         lines += ["", f"Sampling (Euler–Maruyama, EMA drift; timed {r['timed_nfe']} NFE, projected to 500): largest "
                   f"batch that fits {r['largest_batch_that_fits']}.", "",
-                  "| batch | dtype | ms/NFE | images/s at NFE 500 | min for 10k |", "|---|---|---|---|---|"]
-        for x in r["runs"]:
-            lines.append(f"| {x['batch']} | {x['amp']} | {1e3 * x['seconds_per_nfe']:.1f} | "
-                         f"{x['images_per_s_at_nfe_500']:.1f} | {x['projected_minutes_10k_at_nfe_500']:.1f} |")
+                  "| batch | mode | ms/NFE | images/s at NFE 500 | min for 10k | peak GiB |",
+                  "|---|---|---|---|---|---|"]
+        for x in r["runs"]:  # "mode" since the A/B of sampling modes; earlier runs name their dtype ("amp")
+            if not x.get("fits", True):
+                lines.append(f"| {x['batch']} | {x['mode']} | out of memory | | | |")
+                continue
+            lines.append(f"| {x['batch']} | {x.get('mode', x.get('amp'))} | {1e3 * x['seconds_per_nfe']:.1f} | "
+                         f"{x['images_per_s_at_nfe_500']:.1f} | {x['projected_minutes_10k_at_nfe_500']:.1f} | "
+                         f"{fmt(x.get('peak_memory_gib'))} |")
         if "full_draw" in r:
             f = r["full_draw"]
             lines.append(f"\nOne whole draw: batch {f['batch']} at NFE {f['nfe']} in {f['seconds']:.1f} s "
