@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> None:
                     overrides)
     rows = Rows(out, args.commit)
     device = args.device_name or cpu_name()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     env = stage_env(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                     AGM_STATE_DIR=str(Path(args.state).resolve()))
     todo = []
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> None:
                     return
         m = read_metrics(folder, model, seed)
         row = {"model": model, "lambda": lam_row, "seed": seed, "device": device, "profile": "default",
-               "train_steps": args.steps, "threads": args.threads,
+               "train_steps": args.steps, "threads": args.threads, "commit": commit,
                **{k: v for k, v in m.items() if k != "seconds"},
                "chain_seconds": round(time.perf_counter() - t0, 1)}
         steps_csv = folder / "steps" / model / f"s{seed}.csv" if model in ("baseline", "agm") else None
