@@ -35,13 +35,14 @@ def main() -> None:
     ap.add_argument("--steps", required=True, help="folder of metric-vs-steps CSVs: <model>/s<seed>.csv")
     ap.add_argument("--paper-profile", required=True, help="profiles/paper.yaml: the paper's setting (Table 2)")
     ap.add_argument("--studies", required=True, help="the committed studies' verdicts (YAML), linked from the page")
+    ap.add_argument("--curve", required=True, help="the default profile's learning curve (plateau.json)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     params = load_params(args.params, RESULT_KEYS)  # what changes a result: the report prints it all
     paper_profile = load_params(args.paper_profile, RESULT_KEYS)
     studies = load_studies(args.studies)
     models, seeds = ["baseline", "agm", *params.controls], list(params.seeds)
-    inputs = (args.params, args.paper_profile, args.studies, args.real, args.runs, args.live, args.samples,
+    inputs = (args.params, args.paper_profile, args.studies, args.curve, args.real, args.runs, args.live, args.samples,
               args.metrics, args.steps)
     provenance = {"code (stages.report)": code_digest("stages.report"),
                   **{p: path_digest(p) if Path(p).exists() else "missing" for p in inputs}}
@@ -69,7 +70,7 @@ def main() -> None:
     with atomic_dir(args.out) as out:
         files = build_report(out_dir=out, params=params, paper_profile=paper_profile, studies=studies,
                              root_from_report=Path(os.path.relpath(".", args.out)).as_posix(), outputs=outputs,
-                             provenance=provenance, profile=params.profile)
+                             provenance=provenance, profile=params.profile, plateau=load_json(args.curve))
     print(f"report: {Path(args.out) / files.markdown.name}, {Path(args.out) / files.html.name}")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ import pandas as pd
 from agm.config.params import Params
 from agm.report import cost as report_cost
 from agm.report import sections as report_sections
+from agm.report.convergence import training_length_section
 from agm.report.page import ReportFiles, Section, write_report
 from agm.report.sections import FIGURES, RunOutputs
 from agm.report.studies import Study, studies_section
@@ -84,7 +85,7 @@ def params_mapping(params: Params) -> dict[str, Any]:
 
 def build_report(*, out_dir: Path, params: Params, paper_profile: Params, studies: list[Study],
                  root_from_report: str, outputs: RunOutputs, provenance: dict[str, str],
-                 profile: str) -> ReportFiles:
+                 profile: str, plateau: Mapping[str, Any] | None = None) -> ReportFiles:
     """Render every figure into ``out_dir/figures`` and write ``out_dir``/report.md and report.html.
 
     Args:
@@ -96,6 +97,7 @@ def build_report(*, out_dir: Path, params: Params, paper_profile: Params, studie
         outputs: the loaded stage outputs.
         provenance: name -> sha256 of what the page is rendered from (:func:`agm.report.page.write_report`).
         profile: name of the run profile.
+        plateau: the default profile's measured learning curve (docs/results/converged/plateau.json), or None.
     """
     fig_dir = Path(out_dir) / FIGURES
     sections: list[Section] = [
@@ -106,6 +108,7 @@ def build_report(*, out_dir: Path, params: Params, paper_profile: Params, studie
                                           params.seed),
         *report_sections.table3_sections(outputs, profile),
         *report_sections.every_model_section(outputs),
+        *training_length_section(params.train.steps, plateau, profile),
         *report_sections.metric_vs_steps_section(outputs, fig_dir, params.eval.snapshot_samples),
         *report_cost.training_cost_section(outputs, params),
         *report_sections.weight_stats_section(outputs, fig_dir, params.lam),

@@ -13,6 +13,7 @@ samples drawn with its seed's sampling noise, so within a seed the points differ
       gain(s) = (m(s) − m(2s)) / m(s),
 
   on the mean curve of an arm.
+- :func:`training_length_section`: the report's sentence on where a run's steps sit on the measured curve.
 - :func:`plateau_length`: the plateau length, the first step s of the grid after which every doubling gains less
   than ``tol`` (5%): gain(s') < tol for every s' ≥ s with 2s' on the grid. None when the last doubling still
   gains ``tol`` or more (the curve has not flattened within the steps run).
@@ -21,11 +22,13 @@ samples drawn with its seed's sampling noise, so within a seed the points differ
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
+from agm.report.page import Section
 from agm.report.stats import mean_ci
 
 KEYS = ("arm", "step")
@@ -120,3 +123,25 @@ def paired_to_reference(runs: pd.DataFrame, metrics: Sequence[str], reference: s
             row[f"d_{metric}"], row[f"d_{metric}_hw"] = ci.mean, ci.half_width
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def training_length_section(steps: int, plateau: Mapping[str, Any] | None, profile: str) -> list[Section]:
+    """Where this run's training length sits on the default profile's measured learning curve
+    (docs/results/converged/plateau.json: per arm, every doubling's fd_digits gain and the plateau length, the first
+    step after which each doubling gains less than 5%); none for another profile or without the file."""
+    if plateau is None or profile != "default":
+        return []
+    arms = plateau["arms"]
+    lengths = {arm: a["plateau_length_5pct"] for arm, a in arms.items() if a.get("plateau_length_5pct")}
+    if not lengths:
+        return []
+    length = max(lengths.values())
+    where = "at" if steps == length else "short of" if steps < length else "past"
+    gains = {arm: d["gain"] for arm, a in arms.items() for d in a["doublings"] if d["step"] == steps}
+    doubling = ("" if not gains else " Doubling this run's steps changes fd_digits by " + ", ".join(
+        f"{-100 * g:+.0f}% ({arm})" for arm, g in gains.items()) + " on that curve.")
+    text = (f"This run trains {steps:,} steps. On this profile's learning curve, measured at 10,000 samples per "
+            f"point (docs/results/converged), every doubling after {length:,} steps gains less than 5% in fd_digits ("
+            + ", ".join(f"{arm}: {v:,}" for arm, v in lengths.items()) + f"): the run is {where} the plateau."
+            + doubling)
+    return [Section("Training length", text)]

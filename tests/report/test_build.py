@@ -263,7 +263,8 @@ def test_report_stage_shows_a_missing_seed_as_na(tmp_path: Path, monkeypatch, ca
     (tmp_path / "metrics" / "features.json").write_text(json.dumps(
         {"feature_space": "digits", "real_vs_real": {"fd_digits": 27.5, "precision": 0.91, "recall": 0.92}}))
     args = {"params": "params.yaml", "paper-profile": str(ROOT / "profiles" / "paper.yaml"),
-            "studies": str(ROOT / "docs" / "results" / "verdicts.yaml"), "real": "train.npz", "runs": "runs",
+            "studies": str(ROOT / "docs" / "results" / "verdicts.yaml"),
+            "curve": str(ROOT / "docs" / "results" / "converged" / "plateau.json"), "real": "train.npz", "runs": "runs",
             "live": "live", "samples": "samples",
             "metrics": "metrics", "steps": "steps", "out": "reports"}
     monkeypatch.chdir(tmp_path)

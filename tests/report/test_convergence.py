@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from agm.report.convergence import curve_table, doubling_gains, paired_to_reference, plateau_length
+from agm.report.convergence import (
+    curve_table,
+    doubling_gains,
+    paired_to_reference,
+    plateau_length,
+    training_length_section,
+)
 
 
 def test_curve_table_means_and_t_intervals_per_arm_and_step():
@@ -59,3 +65,25 @@ def test_paired_differences_take_the_same_seed_and_step_of_the_reference():
     row = paired.iloc[0]
     assert (row["arm"], row["step"], row["n"], row["seeds"]) == ("agm", 10, 2, "0 1")  # seeds 2 and 5 unpaired
     assert row["d_fd"] == 0.5 and row["d_fd_hw"] == 0.0
+
+
+PLATEAU = {"arms": {
+    "baseline": {"doublings": [{"step": 1000, "gain": 0.59}, {"step": 2000, "gain": 0.13},
+                               {"step": 4000, "gain": -0.11}], "plateau_length_5pct": 4000},
+    "agm_l0.1": {"doublings": [{"step": 1000, "gain": 0.53}, {"step": 2000, "gain": 0.29},
+                               {"step": 4000, "gain": -0.23}], "plateau_length_5pct": 4000}}}
+
+
+@pytest.mark.parametrize("steps,where,gain", [(1000, "short of", "-59% (baseline)"), (4000, "at", "+11% (baseline)"),
+                                              (8000, "past", None)])
+def test_the_report_says_where_the_run_sits_on_the_measured_curve(steps, where, gain):
+    [section] = training_length_section(steps, PLATEAU, "default")
+    assert f"This run trains {steps:,} steps." in section.text
+    assert "every doubling after 4,000 steps gains less than 5%" in section.text
+    assert f"the run is {where} the plateau." in section.text
+    assert (gain in section.text) if gain else "Doubling this run's steps" not in section.text
+
+
+def test_no_training_length_for_another_profile_or_without_the_curve():
+    assert training_length_section(4000, PLATEAU, "paper") == []
+    assert training_length_section(4000, None, "default") == []
