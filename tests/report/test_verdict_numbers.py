@@ -1,4 +1,4 @@
-"""Numbers typed into docs/results/verdicts.yaml are checked against the CSVs they come from.
+"""Numbers typed into docs/results (verdicts.yaml, the studies' READMEs) are checked against the CSVs they come from.
 
 Each "the paper's −10.7% (about X)" states the paper's relative effect in the study's own units: −10.7% of that
 study's baseline distance. The test recomputes it from the study's summary and asks for the stated rounding.
@@ -53,3 +53,12 @@ def test_the_papers_effect_in_a_studys_units_is_computed_from_its_baseline(prefi
 def test_every_about_in_the_verdicts_is_checked() -> None:
     stated = [title for title, v in VERDICTS.items() if "(about " in v]
     assert all(any(title.startswith(p) for p in BASELINES) for title in stated), stated
+
+
+def test_the_power_readme_states_the_kernel_distances_paired_sd_range_of_its_csv() -> None:
+    """docs/results/power/README.md's "paired SD (A–B)" of kd_digits is the range of decomposition.csv's."""
+    text = " ".join((RESULTS / "power" / "README.md").read_text().split())
+    m = re.search(r"kd_digits .*? its paired SD \(([0-9]+)–([0-9]+)\)", text)
+    assert m, "the README no longer states the range"
+    sd = pd.read_csv(RESULTS / "power" / "decomposition.csv").query("metric == 'kd'").paired_sd
+    assert (int(m.group(1)), int(m.group(2))) == (round(sd.min()), round(sd.max()))
