@@ -72,6 +72,9 @@ PAPER_IMAGES_PER_S = 500_000 * 128 / (36 * 3600)
 """The paper's training throughput: 500k steps at batch 128 in about 36 h on one RTX 4090 (~494 images/s)."""
 PAPER_STEPS = 500_000
 
+OUT_OF_BUDGET = "out of budget"
+"""A section stopped at its cap: its result holds what it finished; on a GPU not a failure of the code."""
+
 # (name, wall-clock cap in seconds on a GPU, cap in a dry run): the order they run in
 SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("env", 60, 60),
@@ -83,8 +86,8 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("attention", 45, 60),
     ("correctness", 150, 120),
     ("stages", 150, 300),
-    ("extra_seeds", 600, 120),
-    ("no_detach", 540, 180),
+    ("extra_seeds", 600, 240),
+    ("no_detach", 540, 240),
 )
 
 
@@ -654,8 +657,8 @@ def section_extra_seeds(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for arm, sets in samples.items():  # one file per arm: each stays under the 16 MB a file may bring back
                 if sets:
                     np.savez_compressed(Path(args.out) / f"extra_seeds_{arm.replace('@', '_lambda_')}.npz", **sets)
-        if out["failures"] or out["cut_by_budget"] or time.monotonic() > deadline:
-            break
+        if out["failures"] or out["cut_by_budget"] or time.monotonic() > deadline or args.dry_run:
+            break  # a dry run shows the chain working once
     # a dry run must show the whole chain working once; on a GPU the rows are whatever the budget left time for
     out["passed"] = not out["failures"] and (bool(out["rows"]) or not args.dry_run)
     return out
@@ -1010,7 +1013,7 @@ def drive(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                status = "timeout"
+                status = OUT_OF_BUDGET
             echo.join(timeout=5)
             rec: dict[str, Any] = {"status": status, "seconds": time.monotonic() - t0}
             if part.exists():
@@ -1020,8 +1023,8 @@ def drive(args: argparse.Namespace) -> int:
                     rec["status"] = "failed"
             elif status == "ok":
                 rec |= {"status": "failed", "error": f"exit code {proc.returncode}, no result written"}
-            if status == "timeout":
-                rec["error"] = f"killed after {cap:.0f} s"
+            if status == OUT_OF_BUDGET:  # what it finished before the cap stays in rec["result"]
+                rec["error"] = f"stopped at its cap of {cap:.0f} s, with what it had finished"
             if rec["status"] == "ok" and isinstance(rec.get("result"), dict) and rec["result"].get("passed") is False:
                 rec["status"] = "check failed"
             report["sections"][name] = rec
@@ -1033,10 +1036,17 @@ def drive(args: argparse.Namespace) -> int:
             print(f"gpu_check: {name} {rec['status']} in {rec['seconds']:.0f} s", flush=True)
     save()
     log.close()
-    bad = [n for n, r in report["sections"].items() if r["status"] not in ("ok", "skipped")]
+    bad = not_ok(report, args.dry_run)
     print(f"gpu_check: {len(report['sections'])} sections, {'all ok' if not bad else 'not ok: ' + ', '.join(bad)}; "
           f"{out / 'gpu_check.json'}, {out / 'gpu_check.md'}")
     return 1 if bad else 0
+
+
+def not_ok(report: dict[str, Any], dry_run: bool) -> list[str]:
+    """The sections that make the check fail: any that failed; on a GPU a section stopped at its cap is out of
+    budget (its result holds what it finished), not broken, but a dry run must run every section to its end."""
+    fine = ("ok", "skipped") if dry_run else ("ok", "skipped", OUT_OF_BUDGET)
+    return [n for n, r in report["sections"].items() if r["status"] not in fine]
 
 
 def write_part(args: argparse.Namespace, result: dict[str, Any], **extra: Any) -> None:
@@ -1065,7 +1075,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="folder for gpu_check.json, gpu_check.md, gpu_check.log")
     ap.add_argument("--dry-run", action="store_true", help="the same code on the CPU at tiny sizes")
-    ap.add_argument("--budget", type=float, help="seconds for all sections (default: 480 on a GPU, 900 dry)")
+    ap.add_argument("--budget", type=float, help="seconds for all sections (default: 480 on a GPU; dry: the sum "
+                    "of the sections' caps)")
     ap.add_argument("--only", nargs="+", choices=[s[0] for s in SECTIONS], help="run only these sections")
     ap.add_argument("--section", choices=list(SECTION_FUNCS), help=argparse.SUPPRESS)
     ap.add_argument("--part", help=argparse.SUPPRESS)
@@ -1080,8 +1091,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.arms is None:
         args.arms = ["baseline", "shuffled@1.0"] if args.dry_run else list(ARMS)
-    if args.budget is None:
-        args.budget = 900.0 if args.dry_run else 480.0
+    if args.budget is None:  # dry: every section its whole cap, so a loaded 2-core machine still finishes each
+        args.budget = sum(cap for _, _, cap in SECTIONS) if args.dry_run else 480.0
     if args.section:
         return run_section(args)
     return drive(args)

@@ -48,3 +48,13 @@ def test_summary_renders_a_run_cut_after_the_first_section(gpu_check):
                                             "train": {"status": "timeout", "seconds": 9.0, "error": "killed"}}}
     md = gpu_check.summary_md(report)
     assert "| train | timeout | 9 |" in md and "**train: timeout** — killed" in md
+
+
+def test_a_section_at_its_cap_is_out_of_budget_on_a_gpu_and_a_failure_in_a_dry_run(gpu_check):
+    sections = {"env": {"status": "ok"}, "extra_seeds": {"status": gpu_check.OUT_OF_BUDGET, "result": {"rows": [1]}},
+                "stages": {"status": "skipped"}}
+    assert gpu_check.not_ok({"sections": sections}, dry_run=False) == []
+    assert gpu_check.not_ok({"sections": sections}, dry_run=True) == ["extra_seeds"]
+    broken = {**sections, "train": {"status": "failed"}, "correctness": {"status": "check failed"}}
+    assert gpu_check.not_ok({"sections": broken}, dry_run=False) == ["train", "correctness"]
+
