@@ -102,14 +102,14 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
     assert ran_stages(out) == {"source"}, out  # the one stage that always runs: it hashes the data source
 
 
-def test_a_bad_eval_value_stops_the_repro_before_a_changed_train_value_trains(repo: Path) -> None:
-    """The `check` stage reads the whole params file first: a bad eval.k fails `dvc repro` with one line naming
-    it, although the changed train.steps would have re-run every train stage before `evaluate` read eval.k."""
+def _repro_stopped_in_check(repo: Path, edit, message: str) -> None:
+    """``dvc repro`` with ``edit`` applied to params.yaml (and train.steps changed, which would re-run every train
+    stage if the check let it through) fails in `check` alone, with ``message``, before any stage does work."""
     params_file = repo / "params.yaml"
     good = params_file.read_text()
     params = yaml.safe_load(good)
     params["train"]["steps"] += 1
-    params["eval"]["k"] = 0
+    edit(params)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     state = sorted(p.name for p in (repo / ".agm_state").iterdir())
     try:
@@ -119,9 +119,15 @@ def test_a_bad_eval_value_stops_the_repro_before_a_changed_train_value_trains(re
         params_file.write_text(good)
     out = res.stdout + res.stderr
     assert res.returncode != 0, out
-    assert "error: eval.k must be >= 1, got 0" in out, out
+    assert message in out, out
     assert ran_stages(out) == {"check"}, out
     assert sorted(p.name for p in (repo / ".agm_state").iterdir()) == state  # no train stage started
+
+
+def test_a_bad_eval_value_stops_the_repro_before_a_changed_train_value_trains(repo: Path) -> None:
+    """The `check` stage reads the whole params file first: a bad eval.k fails `dvc repro` with one line naming
+    it, although the changed train.steps would have re-run every train stage before `evaluate` read eval.k."""
+    _repro_stopped_in_check(repo, lambda p: p["eval"].update(k=0), "error: eval.k must be >= 1, got 0")
     assert ran_stages(sh(["dvc", "repro"], repo)) <= {"check", "source"}  # the valid file again: nothing else
 
 
@@ -136,23 +142,7 @@ def test_a_bad_eval_value_stops_the_repro_before_a_changed_train_value_trains(re
 def test_every_cross_field_rule_stops_the_repro_in_check(repo: Path, rule: str, edit, message: str) -> None:
     """Each rule a later stage would enforce (after AGM trained, or in evaluate / steps) fails `dvc repro` in
     `check`, with one line naming it, before any stage does work."""
-    params_file = repo / "params.yaml"
-    good = params_file.read_text()
-    params = yaml.safe_load(good)
-    params["train"]["steps"] += 1  # would re-run every train stage if the check let it through
-    edit(params)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    state = sorted(p.name for p in (repo / ".agm_state").iterdir())
-    try:
-        res = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    finally:
-        params_file.write_text(good)
-    out = res.stdout + res.stderr
-    assert res.returncode != 0, out
-    assert message in out, out
-    assert ran_stages(out) == {"check"}, out
-    assert sorted(p.name for p in (repo / ".agm_state").iterdir()) == state
+    _repro_stopped_in_check(repo, edit, message)
 
 
 def test_bytecode_and_tool_caches_leave_dvc_status_clean(repo: Path) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -55,13 +54,11 @@ def study_overrides(steps: int = CONVERGED_STEPS) -> dict[str, Any]:
 
 def cpu_name() -> str:
     """This machine's CPU model (rows pair only within one machine type)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return "cpu:" + line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "cpu:" + (platform.processor() or platform.machine())
+    import torch
+
+    from agm.training.peak_flops import device_name
+
+    return "cpu:" + device_name(torch.device("cpu"))
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from agm.models.samples import gathered_samples, sampling_drift
 from agm.report.stats import mean_ci
 from agm.training.checkpoints import load_checkpoint
 from agm.training.execution import configure_backends
+from agm.training.peak_flops import device_name
 
 
 def main() -> None:
@@ -82,18 +82,6 @@ def main() -> None:
     write_json(args.out, result)
     print(f"{metric}: bf16 − float32 = {ci.mean:+.4f} ± {ci.half_width:.4f} (95%, {len(rows)} noise seeds); "
           f"sampling noise SD {noise_sd:.4f}: {result['verdict']}")
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from agm.config.params import Params, load_params
 from agm.io.atomic import write_json
 from agm.io.data import load_image_set
 from agm.training.loop import train
+from agm.training.peak_flops import device_name
 from agm.training.stacked import StackedTrainer, train_stacked
 from agm.variants import VARIANTS
 
@@ -149,19 +150,10 @@ def main() -> None:
     for row in summary:
         print(f"{row['config']:>18}: factor over lone {row['median_factor']:.2f} (rounds: {row['factors']})")
     result = {"variant": args.variant, "params": args.params, "cores": cores, "torch": torch.__version__,
-              "cpu": _cpu_name(), "timed_steps": args.steps, "summary": summary, "rounds": rounds}
+              "cpu": device_name(torch.device("cpu")), "timed_steps": args.steps, "summary": summary,
+              "rounds": rounds}
     if args.out:
         write_json(args.out, result)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ BAD = [
     ("resolution-not-divisible", _set("data", "resolution", 9), "data.resolution"),
     ("resolution-too-small", _set("data", "resolution", 2), "data.resolution"),
     ("attention-at-no-unet-resolution", _set("model", "attn_resolutions", [2]), "model.attn_resolutions[0]"),
-    ("snapshots-after-the-last-step", _set("train", "snapshot_every", 1001), "train.snapshot_every"),
+    ("snapshots-after-the-last-step", _set("train", "snapshot_every", 10**9), "train.snapshot_every"),
     ("channels-two", _set("data", "channels", 2), "data.channels"),
     ("unknown-schedule", _set("bridge", "schedule", "linear"), "bridge.schedule"),
     ("unknown-source", _set("data", "source", "s3"), "data.source"),
