@@ -80,6 +80,7 @@ SECTIONS: tuple[tuple[str, float, float], ...] = (
     ("env", 60, 60),
     ("stacked_seeds", 90, 150),
     ("converged_study", 330, 240),
+    ("sample_precision", 60, 120),
     ("train", 100, 150),
     ("train_compiled", 150, 400),
     ("sample", 150, 120),
@@ -757,6 +758,26 @@ def section_converged_study(args: argparse.Namespace, tmp: Path) -> dict[str, An
     return out
 
 
+def section_sample_precision(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Is bf16 sampling safe? tools.sample_precision on an AGM model the converged study trained in this run
+    (λ = 0.1 where it got that far): float32 and bf16 with the same noise, 4 noise seeds at that study's sample
+    count, the paired difference against the sampling noise. The paper profile keeps sample.amp none unless it is
+    inside."""
+    models = sorted(tmp.glob("converged_lambda_*/runs/agm/s*/model.pt"), key=lambda p: "lambda_0.1" not in str(p))
+    if not models:
+        return {"skipped": "the converged study trained no AGM model in this run", "passed": True}
+    model, work = models[0], models[0].parents[3]
+    out_json = Path(args.out) / "sample_precision.json"
+    res = subprocess.run([sys.executable, "-m", "tools.sample_precision", "--model", str(model), "--features",
+                          str(work / "data" / "features"), "--params", str(work / "params.yaml"), "--noise-seeds",
+                          "0", "1", "2", "3", "--out", str(out_json)], cwd=work, env=stage_env(),
+                         capture_output=True, text=True, timeout=max(args.section_budget, 10))
+    print(res.stdout[-3000:] + res.stderr[-3000:], flush=True)
+    if res.returncode:
+        return {"returncode": res.returncode, "tail": (res.stdout + res.stderr)[-1500:], "passed": False}
+    return {**json.loads(out_json.read_text()), "passed": True}
+
+
 NO_DETACH_STEPS = 20_000
 """The paper's horizon for the collapse without the stop-gradient (§4.4)."""
 
@@ -842,6 +863,7 @@ def section_no_detach(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 SECTION_FUNCS: dict[str, Callable[[argparse.Namespace, Path], dict[str, Any]]] = {
     "env": section_env, "train": section_train, "train_compiled": section_train_compiled,
     "stacked_seeds": section_stacked_seeds, "converged_study": section_converged_study,
+    "sample_precision": section_sample_precision,
     "sample": section_sample, "attention": section_attention, "correctness": section_correctness,
     "stages": section_stages, "extra_seeds": section_extra_seeds, "no_detach": section_no_detach,
 }
@@ -901,6 +923,11 @@ def summary_md(report: dict[str, Any]) -> str:
             f = r["full_draw"]
             lines.append(f"\nOne whole draw: batch {f['batch']} at NFE {f['nfe']} in {f['seconds']:.1f} s "
                          f"(projected {f['projected_seconds']:.1f} s).")
+    if (sp := s.get("sample_precision", {}).get("result")) and "verdict" in sp:
+        lines += ["", f"bf16 sampling ({sp['machine']}, {sp['n']} samples at NFE {sp['nfe']}, "
+                  f"{len(sp['rows'])} noise seeds): {sp['metric']} bf16 − float32 "
+                  f"{sp['paired_diff_bf16_minus_float32']:+.4f} ± {sp['paired_diff_ci95_half_width']:.4f}, sampling "
+                  f"noise SD {sp['sampling_noise_sd']:.4f}: {sp['verdict']}."]
     if s.get("attention", {}).get("result"):
         r = s["attention"]["result"]
         lines += ["", f"scaled_dot_product_attention at batch {r['batch']}, {r['heads']} heads, {r['tokens']} tokens: "
