@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from agm.report.stats import MeanCI, mean_ci
@@ -149,16 +150,21 @@ def paired_gap_to_final(steps: dict[str, Sequence[pd.DataFrame]], metric: str) -
 
     Args:
         steps: "baseline" and "agm" -> per-seed metric-vs-steps frames, in the same seed order, every frame
-            with the same steps (columns step, ``metric``).
+            with the same steps (columns step, ``metric``); other grids, or a missing or non-finite value, are
+            refused with a ValueError naming the frame.
     """
     base, agm = steps["baseline"], steps["agm"]
     if len(base) != len(agm) or not base:
         raise ValueError(f"need the same number (> 0) of baseline and agm frames, got {len(base)} and {len(agm)}")
     grid = sorted(int(k) for k in agm[0]["step"])
     columns = []
-    for a, b in zip(agm, base, strict=True):
-        if sorted(int(k) for k in a["step"]) != grid:
-            raise ValueError(f"the agm frames have different steps: {grid} vs {sorted(a['step'])}")
+    for i, (a, b) in enumerate(zip(agm, base, strict=True)):
+        for name, frame in (("agm", a), ("baseline", b)):
+            if sorted(int(k) for k in frame["step"]) != grid:  # the final step K must be the same run length
+                raise ValueError(f"the {name} frame of pair {i} has steps {sorted(int(k) for k in frame['step'])}, "
+                                 f"not the first agm frame's {grid}")
+            if not np.isfinite(frame[metric].to_numpy(dtype=float)).all():  # a NaN would read as "never crosses"
+                raise ValueError(f"the {name} frame of pair {i} has a missing or non-finite {metric}")
         final = float(b.sort_values("step")[metric].iloc[-1])
         columns.append(a.sort_values("step")[metric].to_numpy(dtype=float) - final)
     gaps = [mean_ci([float(c[i]) for c in columns]) for i in range(len(grid))]

@@ -137,6 +137,20 @@ def test_paired_gap_to_final_edges() -> None:
         paired_gap_to_final({"baseline": [_curve([1.0] * 4)], "agm": []}, "fd")
 
 
+def test_paired_gap_to_final_refuses_a_baseline_of_another_grid_and_a_nan() -> None:
+    """A baseline run of other steps (its "final" is another run length) and a NaN snapshot (which would read as
+    "never crosses") are refused with a message naming the frame, not turned into a verdict."""
+    agm = [_curve([5.0, 4.0, 3.0, 2.0])]
+    shorter = pd.DataFrame({"step": [250, 500, 750], "fd": [9.0, 8.0, 7.0]})
+    with pytest.raises(ValueError, match="baseline frame of pair 0 has steps"):
+        paired_gap_to_final({"baseline": [shorter], "agm": agm}, "fd")
+    with pytest.raises(ValueError, match="agm frame of pair 0 has a missing or non-finite fd"):
+        paired_gap_to_final({"baseline": [_curve([9.0, 8.0, 7.0, 1.0])], "agm": [_curve([5.0, float("nan"), 3.0,
+                                                                                               2.0])]}, "fd")
+    with pytest.raises(ValueError, match="baseline frame of pair 0 has a missing"):
+        paired_gap_to_final({"baseline": [_curve([9.0, 8.0, 7.0, float("nan")])], "agm": agm}, "fd")
+
+
 # --- metrics and curves -------------------------------------------------------------------------
 
 
