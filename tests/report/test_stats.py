@@ -1,5 +1,6 @@
 """Tests for agm/report/stats.py: Student-t intervals over seeds (closed forms, n/a reasons), and the power of the
-paired t-test against the normal approximation and its own definition."""
+paired t-test against an independent implementation's values (statsmodels' TTestPower), the normal
+approximation and its own definition."""
 
 import math
 
@@ -45,6 +46,34 @@ def test_seeds_needed_is_the_least_n_with_enough_power():
     assert paired_power(effect, sd, n) >= 0.8 > paired_power(effect, sd, n - 1)
     assert seeds_needed(-effect, sd) == n  # two-sided: the sign does not matter
     assert seeds_needed(effect / 4, sd) > n
+
+
+# Independent reference values: statsmodels 0.15.0, statsmodels.stats.power.TTestPower (the one-sample t-test on the
+# paired differences, two-sided, alpha = 0.05), computed once and written here; R's
+# power.t.test(type = "one.sample") gives the same (e.g. n = 10, delta = 1, sd = 1: power = 0.8030969).
+TTESTPOWER_POWER = {  # (effect / sd, n) -> power
+    (0.5, 3): 0.0841070558963894, (0.5, 5): 0.140516689990298, (0.5, 10): 0.2931756065140767,
+    (1.0, 3): 0.1792553937765517, (1.0, 5): 0.4013899173717948, (1.0, 10): 0.8030968566327218,
+    (2.0, 3): 0.4707494312784346, (2.0, 5): 0.9088848681009402, (2.0, 10): 0.9998419874351885,
+}
+TTESTPOWER_MDE = {3: 3.264043552819638, 5: 1.6819970833232674, 10: 0.9960019107624178}  # effect / sd at power 0.8
+TTESTPOWER_N = {0.5: 33.36713118431779, 1.0: 9.93785094105438}  # the (real) n for power 0.8
+
+
+@pytest.mark.parametrize("d,n", sorted(TTESTPOWER_POWER))
+def test_power_matches_an_independent_implementation(d, n):
+    sd = 0.3  # any scale: power depends on effect / sd alone
+    assert paired_power(d * sd, sd, n) == pytest.approx(TTESTPOWER_POWER[(d, n)], abs=1e-6)
+
+
+@pytest.mark.parametrize("n", sorted(TTESTPOWER_MDE))
+def test_minimum_detectable_effect_matches_an_independent_implementation(n):
+    assert minimum_detectable_effect(1.0, n) == pytest.approx(TTESTPOWER_MDE[n], rel=1e-5)
+
+
+@pytest.mark.parametrize("d", sorted(TTESTPOWER_N))
+def test_seeds_needed_is_the_independent_n_rounded_up(d):
+    assert seeds_needed(d, 1.0) == math.ceil(TTESTPOWER_N[d])
 
 
 def test_bad_inputs_fail():
