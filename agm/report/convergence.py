@@ -139,7 +139,7 @@ def training_length_section(steps: int, plateau: Mapping[str, Any] | None, profi
     where = "at" if steps == length else "short of" if steps < length else "past"
     gains = {arm: d["gain"] for arm, a in arms.items() for d in a["doublings"] if d["step"] == steps}
     doubling = ("" if not gains else " Doubling this run's steps changes fd_digits by " + ", ".join(
-        f"{-100 * g:+.0f}% ({arm})" for arm, g in gains.items()) + " on that curve.")
+        f"{-100 * g:+.0f}% ({arm})" for arm, g in gains.items()) + " on that curve (lower is better).")
     text = (f"This run trains {steps:,} steps. On this profile's learning curve, measured at 10,000 samples per "
             f"point (docs/results/converged), every doubling after {length:,} steps gains less than 5% in fd_digits ("
             + ", ".join(f"{arm}: {v:,}" for arm, v in lengths.items()) + f"): the run is {where} the plateau."
