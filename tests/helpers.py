@@ -13,7 +13,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_FILES = ("agm", "stages", "tools", ".dvc", "dvc.yaml", ".gitignore", ".dvcignore", "requirements.txt",
-                  "profiles", "docs/results/verdicts.yaml")
+                  "profiles", "docs/results/verdicts.yaml", "docs/results/converged/plateau.json")
 """What a `dvc repro` in a temporary repository needs of this one (params.yaml is the test's own)."""
 
 B = 8
