@@ -212,7 +212,8 @@ def lambda_figure(summary: pd.DataFrame, path: Path, metric: str = "fd_digits") 
     agm = rows[rows.model == "agm"]
     if not agm.empty and agm.paper_relative_pct.notna().any():
         paper = float(agm.paper_relative_pct.dropna().iloc[0]) / 100 * float(agm.reference_mean.mean())
-        ax.axhline(paper, color="tab:red", lw=1, ls="--", label=f"the paper's {paper / agm.reference_mean.mean():+.0%}")
+        relative = paper / agm.reference_mean.mean()
+        ax.axhline(paper, color="tab:red", lw=1, ls="--", label=f"the paper's {relative:+.1%}")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("λ")

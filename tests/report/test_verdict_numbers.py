@@ -31,7 +31,16 @@ def _power_baseline() -> float:
     return float(row.reference_mean.iloc[0])
 
 
-BASELINES = {"λ sweep": _sweep_baseline, "Power study": _power_baseline}
+def _study_summary() -> pd.DataFrame:
+    return pd.read_csv(RESULTS / "converged" / "study" / "summary.csv").query("metric == 'fd_digits'")
+
+
+def _study_baseline() -> float:
+    s = _study_summary()
+    return float(s[(s.model == "agm") & (s["lambda"] == 0.1) & (s.reference == "baseline")].reference_mean.iloc[0])
+
+
+BASELINES = {"λ sweep": _sweep_baseline, "Power study": _power_baseline, "Study at the plateau": _study_baseline}
 
 
 def _about(text: str) -> tuple[float, int]:
@@ -62,3 +71,26 @@ def test_the_power_readme_states_the_kernel_distances_paired_sd_range_of_its_csv
     assert m, "the README no longer states the range"
     sd = pd.read_csv(RESULTS / "power" / "decomposition.csv").query("metric == 'kd'").paired_sd
     assert (int(m.group(1)), int(m.group(2))) == (round(sd.min()), round(sd.max()))
+
+
+def test_the_plateau_studys_verdict_states_its_summary() -> None:
+    """Each "X ± Y at λ = L" of the study at the plateau, its seed count and its minimum detectable effects are
+    study/summary.csv's, rounded as written."""
+    [verdict] = [v for title, v in VERDICTS.items() if title.startswith("Study at the plateau")]
+    text = " ".join(verdict.replace("−", "-").split())
+    s = _study_summary().set_index(["model", "lambda", "reference"])
+
+    def row(model: str, lam: float, reference: str) -> pd.Series:
+        return s.loc[(model, lam, reference)]
+
+    expected = {("agm", 0.1, "baseline"): "AGM - baseline fd_digits {} ± {} at λ = 0.1",
+                ("agm", 1.0, "baseline"): "and {} ± {} at λ = 1",
+                ("shuffled", 1.0, "agm@1"): "shuffled - AGM {} ± {} at λ = 1"}
+    for key, phrase in expected.items():
+        r = row(*key)
+        assert phrase.format(f"{r.paired_diff:+.2f}".replace("+-", "-").lstrip("+") if r.paired_diff < 0
+                             else f"{r.paired_diff:+.2f}", f"{r.ci95_half_width:.2f}") in text, (phrase, r)
+    mdes = [row("agm", lam, "baseline").minimum_detectable_effect for lam in (0.1, 1.0)]
+    assert "minimum detectable effects ±{:.2f} and ±{:.2f}".format(*mdes) in text
+    seeds = {int(row(*key).seeds) for key in expected}
+    assert seeds == {int(re.search(r"(\d+) paired seeds per arm", text).group(1))}
