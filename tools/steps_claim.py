@@ -59,9 +59,8 @@ def gap_table(lam: float, steps: dict[str, list[pd.DataFrame]], metric: str,
               gap: GapToFinal) -> list[dict[str, float]]:
     """One row per snapshot step k, each a mean over seeds with its 95% half-width: AGM's gap to the same seed's
     final baseline value (``gap``, from :func:`paired_gap_to_final` on ``steps``), the baseline's gap to its own
-    final value (``baseline_gap``) and AGM − baseline at step k (``same_step_diff``)."""
-    if any(sorted(int(k) for k in b["step"]) != gap.steps for b in steps["baseline"]):
-        raise SystemExit(f"error: the baseline's snapshot steps differ from AGM's {gap.steps}")
+    final value (``baseline_gap``) and AGM − baseline at step k (``same_step_diff``); every frame has ``gap``'s
+    steps (:func:`paired_gap_to_final` refuses any other grid)."""
     base = [b.sort_values("step")[metric].to_numpy(dtype=float) for b in steps["baseline"]]
     agm = [a.sort_values("step")[metric].to_numpy(dtype=float) for a in steps["agm"]]
     rows = []
@@ -80,11 +79,12 @@ def claim(lam: float, steps: dict[str, list[pd.DataFrame]], metric: str, label: 
           ) -> tuple[dict[str, object], list[dict[str, float]]]:
     """The claim's row at one λ from paired steps curves (``steps["baseline"][i]`` and ``steps["agm"][i]`` of one
     seed): where AGM's mean curve, and each seed's, first reaches the baseline's final value, and the paired
-    crossing with its 95% band; and :func:`gap_table`'s rows."""
+    crossing with its 95% band; and :func:`gap_table`'s rows. Frames that do not pair (another step grid, a
+    missing value) raise paired_gap_to_final's ValueError, before anything is computed from them."""
+    gap = paired_gap_to_final(steps, metric)
     cmp = compare_steps(steps, metric)
     per_seed = [first_step_reaching(a["step"].tolist(), a[metric].tolist(), float(b[metric].iloc[-1]))
                 for a, b in zip(steps["agm"], steps["baseline"], strict=True)]
-    gap = paired_gap_to_final(steps, metric)
     row = {"lambda": lam, "rev": label, "seeds": len(steps["agm"]),
            f"baseline_final_{metric}": round(cmp.baseline_final, 4),
            "agm_mean_reaches_at_step": "never" if cmp.agm_reaches_at is None else cmp.agm_reaches_at,
@@ -120,7 +120,10 @@ def main() -> None:
             seeds = params["seeds"]
             steps = {m: [pd.read_csv(io.StringIO(show(rev, f"steps/{m}/s{s}.csv"))) for s in seeds]
                      for m in ("baseline", "agm")}
-        row, gaps = claim(float(lam), steps, args.metric, label)
+        try:
+            row, gaps = claim(float(lam), steps, args.metric, label)
+        except ValueError as exc:  # curves that do not pair: one line, as the CLI's other errors
+            raise SystemExit(f"error: λ = {lam} ({label}): {exc}") from None
         rows.append(row)
         gap_rows += gaps
     table = pd.DataFrame(rows).sort_values("lambda")
