@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper setting measured on one GPU, in at most ~8 minutes: scripts/gpu_check.py says what is measured.
+# The paper setting measured on one GPU, in at most ~8 minutes: scripts/gpu_check/ says what is measured.
 #   bash scripts/gpu_check.sh --out DIR              # on a GPU machine: DIR/gpu_check.{json,md,log}
 #   bash scripts/gpu_check.sh --dry-run --out DIR    # the same code on the CPU at tiny sizes (CI runs this)
 # A GPU machine without the project's pins still needs dvclive and clean-fid for the stages: where they do not
@@ -18,4 +18,4 @@ if ! "$py" -c "import dvclive, cleanfid" 2>/dev/null; then
   fi
 fi
 export PYTHONPATH="$root:$root/tests${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-exec "$py" "$root/scripts/gpu_check.py" "$@"
+exec "$py" -m scripts.gpu_check "$@"

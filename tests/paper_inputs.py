@@ -38,7 +38,7 @@ PAPER_TINY_SIZES: dict[str, Any] = {
     "eval.snapshot_samples": 4,      # k + 1
 }
 """The only sizes shrunk from profiles/paper.yaml (each no larger than the paper's), for
-tests/test_paper_path.py and scripts/gpu_check.py (its `stages` section runs the same stages on a GPU)."""
+tests/test_paper_path.py and scripts/gpu_check/paper_stages.py (the `stages` section runs the same stages on a GPU)."""
 
 NETWORK_LOG_ENV = "AGM_TEST_NETWORK_LOG"
 """Environment variable naming the file the guard appends one JSON line to per refused access."""

@@ -51,7 +51,7 @@ N_IMAGES = 80
 accepts (N > k) for the features stage's real-vs-real reference."""
 
 SIZES = PAPER_TINY_SIZES
-"""The only sizes shrunk from profiles/paper.yaml (tests/paper_inputs.py; scripts/gpu_check.py runs them too)."""
+"""The only sizes shrunk from profiles/paper.yaml (tests/paper_inputs.py; scripts/gpu_check/ runs them too)."""
 
 SETTINGS: dict[str, Any] = {"train.amp": "none", "execution.compile": False}
 """Not sizes: bf16 autocast on a CPU is ~50x slower than float32, and inductor's CPU build of the 45M U-Net takes

@@ -14,7 +14,7 @@ folder under ``--state``). The baseline trains once per seed for every λ.
     python -m tools.converged_study run --work /tmp/study --out docs/results/converged/study --seeds 0-9 --jobs 2
     python -m tools.converged_study run ... --arms agm@3.0 agm@10.0 --seeds 0-4
 
-``scripts/gpu_check.py``'s converged_study section runs the same arms on a GPU, each arm's seeds stacked in one
+``scripts/gpu_check/``'s converged_study section runs the same arms on a GPU, each arm's seeds stacked in one
 process (tools.train_stacked) before their chains.
 """
 
