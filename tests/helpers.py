@@ -223,6 +223,43 @@ def adam_reach(*, lr: float, betas: tuple[float, float], steps: int) -> float:
     return 2 * steps * per_step
 
 
+STEP_SHARE = 0.01
+"""The median weight of two runs of one training that differ only in summation order lies within this share of
+one optimiser step (lr) of the other's; see :func:`assert_same_training`."""
+
+
+def assert_same_training(two: dict, one: dict, *, params: dict) -> None:
+    """Two float32 trainings that differ only in summation order (processes, nodes), from the trainers' resume
+    state (``latest.pt``'s ``trainer``): the same training, and not one of another seed or step count.
+
+    - Every weight, raw and EMA, of each network lies within :func:`adam_reach` of the other's: the worst case,
+      which holds on any CPU (a near-zero gradient whose sign flips moves its weight by up to a whole step).
+    - The median raw weight lies within STEP_SHARE·lr of the other's. A weight whose gradient is well above
+      Adam's ε moves by lr·m̂/√v̂, which a relative gradient error r changes by about 2·r of a step; reordered
+      float32 sums of N terms err by about √N·u relative (u = 6e-8), so over k steps the median weight drifts
+      by ~2k·√N·u of a step: 7e-5 for k = 6, N = 10⁴, a hundred times below STEP_SHARE. A run one step
+      shorter moves nearly every weight by a normalised step (its median about lr/2), and one of another seed
+      starts at another initialisation (hundreds of lr): both fail. The EMA cannot tell step counts apart
+      (it moves by (1 − decay)·lr per step), so the raw weights decide.
+    """
+    betas = tuple(params["train"]["betas"])
+    steps = params["train"]["steps"]
+    lrs = {"f": params["train"]["lr"], "ema": params["train"]["lr"], "V": params["potential"]["lr"]}
+    for net, lr in lrs.items():
+        if one.get(net) is None:  # the baseline has no V
+            assert two.get(net) is None, net
+            continue
+        reach = adam_reach(lr=lr, betas=betas, steps=steps)
+        diffs = []
+        for key, ref in one[net].items():
+            if ref.is_floating_point():
+                torch.testing.assert_close(two[net][key], ref, rtol=0.0, atol=reach, msg=f"{net}.{key}")
+                diffs.append((two[net][key].double() - ref.double()).abs().flatten())
+        if net != "ema":
+            median = float(torch.cat(diffs).median())
+            assert median <= STEP_SHARE * lr, f"{net}: median weight {median / lr:.3g} steps apart"
+
+
 def float32_of_float64_tol(*, float32_terms: int, scale: float, net_terms: int = 0, condition: float = 1.0) -> float:
     """:func:`reordered_tol` for a float32 quantity computed from float64 networks (agm.math.losses and the
     weightings cast their inputs to float32, for autocast): the networks' own float64 bound (``net_terms``,

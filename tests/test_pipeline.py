@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import adam_reach, copy_pipeline, ran_stages, sh
+from helpers import assert_same_training, copy_pipeline, ran_stages, sh
 from PIL import Image
 
 from agm.report.stats import mean_ci
@@ -241,27 +241,50 @@ def test_sample_stage_on_two_processes_writes_the_single_process_images(repo: Pa
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["grid.npy", "grid.png", "samples.npy"]
 
 
-def _within_adam_reach(two: dict, one: dict, repo: Path) -> None:
-    """Two float32 runs of the same training that sum in other orders: every EMA weight within
-    helpers.adam_reach of the other's (AdamW turns a rounding-level change of a near-zero gradient into up
-    to a whole step, so a tighter float32 bound would hold on one CPU's rounding only; tests/test_distributed.py
-    checks the two-process step to float64 rounding). A run of another seed or step count is far outside."""
-    train = yaml.safe_load((repo / "params.yaml").read_text())["train"]
-    reach = adam_reach(lr=train["lr"], betas=tuple(train["betas"]), steps=train["steps"])
-    assert reach < 0.1 * max(float(v.abs().max()) for v in one.values())
-    for key, ref in one.items():
-        torch.testing.assert_close(two[key], ref, rtol=0.0, atol=reach, msg=key)
+def _trainer_state(state: Path, model: str, seed: int, ema: dict | None = None) -> dict:
+    """The resume state (``latest.pt``'s trainer: raw and EMA weights) of ``model``'s seed under ``state``; where
+    that root holds several runs of it (other params), the one whose EMA is ``ema``."""
+    for path in sorted(state.glob(f"{model}-s{seed}-*/latest.pt")):
+        trainer = torch.load(path, weights_only=False)["trainer"]
+        if ema is None or all(torch.equal(trainer["ema"][k], v) for k, v in ema.items()):
+            return trainer
+    raise AssertionError(f"no {model} seed {seed} state under {state}")
+
+
+def _train_stage(repo: Path, out: Path, params: dict, seed: int = 0) -> dict:
+    """One process of the train stage (AGM) on ``params``, in its own state folder; its trainer state."""
+    out.mkdir(parents=True)
+    (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["python", "-m", "stages.train", "--params", str(out / "params.yaml"), "--variant", "agm", "--seed",
+        str(seed), "--data", "data/prepared/train.npz", "--out", str(out / "run"), "--live", str(out / "live")],
+       repo, AGM_STATE_DIR=str(out / "state"))
+    return _trainer_state(out / "state", "agm", seed)
+
+
+def test_the_same_training_check_refuses_another_seed_and_one_step_fewer(repo: Path, tmp_path: Path) -> None:
+    """helpers.assert_same_training, which the two-process tests below rely on, tells a run of another seed and
+    a run one step shorter from the same run."""
+    params = yaml.safe_load(TINY.read_text())
+    one = _train_stage(repo, tmp_path / "one", params)
+    assert_same_training(one, one, params=params)
+    with pytest.raises(AssertionError):
+        assert_same_training(_train_stage(repo, tmp_path / "seed1", params, seed=1), one, params=params)
+    fewer = {**params, "train": {**params["train"], "steps": params["train"]["steps"] - 1}}
+    with pytest.raises(AssertionError, match="median weight"):  # every weight is within reach: the EMA barely moves
+        assert_same_training(_train_stage(repo, tmp_path / "fewer", fewer), one, params=params)
 
 
 def test_repro_with_two_processes_matches_one_process(repo: Path, tmp_path: Path) -> None:
     """`dvc exp run -f -S execution.nproc=2` with an empty state folder: train, sample and steps run as two gloo
-    processes inside the pipeline and give the one-process models up to float reduction order (within
-    helpers.adam_reach: the samples and metrics of two float32 models that close have no bound of their own, so
-    they are not compared). (Without -f nothing runs: execution.nproc is a param of no stage. Without the empty
-    state folder the train stages would find their finished one-process state: the process count is not part of
-    a run's identity.)"""
+    processes inside the pipeline and give the one-process models up to float reduction order
+    (helpers.assert_same_training: the samples and metrics of two float32 models that close have no bound of
+    their own, so they are not compared). (Without -f nothing runs: execution.nproc is a param of no stage.
+    Without the empty state folder the train stages would find their finished one-process state: the process
+    count is not part of a run's identity.)"""
     ema_one = {m: torch.load(repo / "runs" / m / "s0" / "model.pt", weights_only=False)["ema"]
                for m in ("baseline", "agm")}
+    one = {m: _trainer_state(repo / ".agm_state", m, 0, ema_one[m]) for m in ema_one}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     assert ran_stages(sh(["dvc", "exp", "run", "-S", "execution.nproc=2"], repo)) == {"check", "source"}
     out = sh(["dvc", "exp", "run", "-f", "-S", "execution.nproc=2"], repo, AGM_STATE_DIR=str(tmp_path / "state"))
     assert {"train_baseline@0", "train_agm@1", "sample@agm-0", "steps@baseline-1"} <= ran_stages(out), out
@@ -271,13 +294,14 @@ def test_repro_with_two_processes_matches_one_process(repo: Path, tmp_path: Path
         assert live["steps"] == 6
         two = torch.load(repo / "runs" / m / "s0" / "model.pt", weights_only=False)
         assert two["step"] == 6
-        _within_adam_reach(two["ema"], ema_one[m], repo)
+        assert_same_training(_trainer_state(tmp_path / "state", m, 0, two["ema"]), one[m], params=params)
         assert all(0 < a["fd_digits"] and 0 <= a["precision"] <= 1 for a in read_metrics(repo, m))
 
 
 def test_two_nodes_on_the_loopback_train_the_one_process_model(repo: Path, tmp_path: Path) -> None:
     """Multi-node: two torchrun agents ("nodes", one gloo process each) meet by c10d rendezvous on 127.0.0.1
-    and train a train stage; the model equals one process's up to float reduction order (helpers.adam_reach)."""
+    and train a train stage; the model equals one process's up to float reduction order
+    (helpers.assert_same_training)."""
     def stage_args(name: str) -> list[str]:
         return ["-m", "stages.train", "--params", "params.yaml", "--variant", "agm", "--seed", "0",
                 "--data", "data/prepared/train.npz", "--out", str(tmp_path / name / "run"),
@@ -298,6 +322,7 @@ def test_two_nodes_on_the_loopback_train_the_one_process_model(repo: Path, tmp_p
     assert all(node.returncode == 0 for node in nodes), "\n".join(logs)
     one, two = (torch.load(tmp_path / n / "run" / "model.pt", weights_only=False) for n in ("one", "two"))
     assert two["step"] == one["step"] == 6
-    _within_adam_reach(two["ema"], one["ema"], repo)
+    assert_same_training(*(_trainer_state(tmp_path / n / "state", "agm", 0) for n in ("two", "one")),
+                         params=yaml.safe_load((repo / "params.yaml").read_text()))
     live = json.loads((tmp_path / "two" / "live" / "metrics.json").read_text())
     assert live["steps"] == 6  # rank 0 logged

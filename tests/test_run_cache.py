@@ -1,7 +1,8 @@
 """End-to-end: DVC reuses finished training wherever it can, and resume state only ever serves its own run (slow).
 
 In a temporary copy that is its own git repository, with tests/tiny_params.yaml: `dvc repro`, then `dvc push
---run-cache` to a local remote; a second clone that runs `dvc pull --run-cache` and `dvc repro` trains nothing;
+--run-cache` to a local remote; a second clone that runs `dvc pull --run-cache` and `dvc repro` trains nothing, nor
+does its `dvc exp run` of an experiment the first pushed;
 a queued experiment (`dvc exp run --queue -S lambda=0.2`, `dvc queue start`) trains only the AGM branch;
 `-S lambda=0.3` then `-S lambda=0.1` in the workspace trains nothing the second time; a changed
 requirements.txt re-runs the train stages, which find their finished state and train no step. Outside DVC:
@@ -79,6 +80,25 @@ def test_a_fresh_clone_pulls_the_run_cache_and_trains_nothing(origin: Path, tmp_
     assert status == {"source": ["always changed"]}, status
     model = "runs/agm/s0/model.pt"
     assert (clone / model).read_bytes() == (origin / model).read_bytes()
+
+
+def test_a_collaborators_run_of_a_pushed_experiment_trains_nothing(origin: Path, tmp_path: Path) -> None:
+    """A runs an experiment and `dvc push --run-cache`; B clones A's commit, pulls the run-cache and runs the same
+    experiment: the train, sample and steps stages are restored from the remote, logs included (cached outputs
+    under logs/), and only cheap stages run (publish copies the logs to the git-tracked live/ and steps/)."""
+    out = sh(["dvc", "exp", "run", "-S", "lambda=0.25"], origin)
+    assert ran_stages(out) & TRAIN == {"train_agm@0"}, out
+    sh(["dvc", "push", "--run-cache"], origin)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
+    sh(["dvc", "pull", "--run-cache"], clone)
+    out = sh(["dvc", "exp", "run", "-S", "lambda=0.25"], clone)
+    expensive = {s for s in ran_stages(out) if s.split("@")[0] in ("train_agm", "train_baseline", "sample", "steps")}
+    assert not expensive, out
+    assert {"train_agm@0", "sample@agm-0", "steps@agm-0"} <= restored_stages(out), out
+    assert not (clone / ".agm_state").exists()  # no train stage started
+    for path in ("live/agm/s0/metrics.json", "steps/agm/s0.csv", "metrics/agm/s0.json"):
+        assert (clone / path).read_bytes() == (origin / path).read_bytes(), path
 
 
 def test_a_queued_experiment_trains_only_the_agm_branch(origin: Path) -> None:

@@ -156,3 +156,19 @@ def test_outputs_can_be_run_cached_and_training_depends_on_its_libraries() -> No
     for name in ("train_baseline", "train_agm", "train_control"):
         assert "requirements.txt" in STAGES[name]["deps"], name
     assert STAGES["source"]["always_changed"] and "data/source.json" in STAGES["prepare"]["deps"]
+
+
+EXPENSIVE = ("train_baseline", "train_agm", "train_control", "sample", "sample_control", "steps")
+
+
+def test_every_output_of_an_expensive_stage_is_cached_so_a_remote_restores_it() -> None:
+    """`dvc push --run-cache` sends the objects of cached outputs only: an uncached metric or plot of a train or
+    steps stage stays in the local cache, and a collaborator's restore of that stage fails and trains again. Their
+    git-tracked copies come from the cheap publish stages (tests/test_run_cache.py runs the two-clone flow)."""
+    for name in EXPENSIVE:
+        stage = STAGES[name]
+        assert not stage.get("metrics") and not stage.get("plots"), name
+        assert all(isinstance(o, str) or all(v.get("cache", True) for v in o.values()) for o in stage["outs"]), name
+    copies = {o for n, st in STAGES.items() if n.startswith("publish")
+              for o in [*st.get("metrics", []), *st.get("plots", [])] for o in (o if isinstance(o, dict) else {o: {}})}
+    assert {"live/${item.model}/s${item.seed}/metrics.json", "steps/${item.model}/s${item.seed}.csv"} <= copies

@@ -59,13 +59,15 @@ def stage_commands(names: list[str]) -> dict[str, str]:
     return out
 
 
-def chain(model: str, seed: int, *, steps: bool = True) -> list[str]:
-    """The stages that train, sample and evaluate one (model, seed): the baseline and AGM also get their
-    metric-vs-steps curve (``steps``); a control (shuffled, time_only, ...) has no steps stage."""
+def chain(model: str, seed: int) -> list[str]:
+    """The stages that train, sample and evaluate one (model, seed), then publish its logs (``live/``): the
+    baseline and AGM also get their metric-vs-steps curve (``steps`` and its copy ``steps/<model>/s<seed>.csv``);
+    a control (shuffled, time_only, ...) has no steps stage."""
     if model in ("baseline", "agm"):
-        return [f"train_{model}@{seed}", f"sample@{model}-{seed}", f"evaluate@{model}-{seed}"] + (
-            [f"steps@{model}-{seed}"] if steps else [])
-    return [f"train_control@{model}-{seed}", f"sample_control@{model}-{seed}", f"evaluate_control@{model}-{seed}"]
+        return [f"train_{model}@{seed}", f"sample@{model}-{seed}", f"evaluate@{model}-{seed}",
+                f"steps@{model}-{seed}", f"publish@{model}-{seed}"]
+    return [f"train_control@{model}-{seed}", f"sample_control@{model}-{seed}", f"evaluate_control@{model}-{seed}",
+            f"publish_control@{model}-{seed}"]
 
 
 def stage_env(**extra: str) -> dict[str, str]:
