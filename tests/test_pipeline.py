@@ -326,3 +326,26 @@ def test_two_nodes_on_the_loopback_train_the_one_process_model(repo: Path, tmp_p
                          params=yaml.safe_load((repo / "params.yaml").read_text()))
     live = json.loads((tmp_path / "two" / "live" / "metrics.json").read_text())
     assert live["steps"] == 6  # rank 0 logged
+
+
+@pytest.mark.parametrize(("edited", "stage"), [
+    ("agm/report/page.py", "report"),  # the page's template
+    ("agm/report/sections.py", "report"),  # its captions
+    ("agm/report/saliency.py", "saliency"),  # Fig. 5's code
+    ("agm/report/run_figures.py", "figures"),
+])
+def test_a_page_edit_reruns_the_report_alone_and_a_figure_edit_its_figure_stage(repo: Path, edited: str,
+                                                                               stage: str) -> None:
+    """The report only assembles files: editing its page or captions re-runs `report` alone (no model is loaded,
+    no figure drawn, no FLOP counted again); editing a figure's code re-runs that figure's stage, and the report
+    only if the figure's files changed (an edit that draws the same bytes leaves it cached)."""
+    path = repo / edited
+    original = path.read_text()
+    sh(["dvc", "repro"], repo)  # whatever an earlier test left changed
+    try:
+        path.write_text(original + "\n# an edit\n")
+        ran = ran_stages(sh(["dvc", "repro"], repo)) - {"source"}
+        assert stage in ran and ran <= {stage, "report"}, ran
+    finally:
+        path.write_text(original)
+        sh(["dvc", "repro"], repo)

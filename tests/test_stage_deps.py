@@ -121,7 +121,8 @@ def test_every_stage_descends_from_the_check_of_every_params_key() -> None:
     """`check` validates the whole file (it re-runs when any key changes) and DVC runs it before every stage."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(_params("check")) == set(raw)
-    outs = [(name, out) for name, stage in STAGES.items() for out in stage.get("outs", []) if isinstance(out, str)]
+    outs = [(name, out) for name, stage in STAGES.items() for group in ("outs", "metrics", "plots")
+            for entry in stage.get(group, []) for out in ([entry] if isinstance(entry, str) else entry)]
 
     def within(dep: str, out: str) -> bool:  # dep is out or under it; a templated segment (${item.x}) matches any
         d, o = dep.split("/"), out.split("/")

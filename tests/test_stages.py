@@ -209,3 +209,32 @@ def test_check_stage_stops_on_any_section_and_writes_the_same_marker_for_every_v
         ("time_only", lambda p: p.update({"lambda": 0.0, "controls": ["time_only"]}))]]
     assert all(res.returncode == 0 for res, _ in valid), [res.stderr for res, _ in valid]
     assert len({out.read_bytes() for _, out in valid}) == 1
+
+
+def test_cost_stage_writes_the_flops_it_counts(tmp_path: Path) -> None:
+    """`stages.cost` counts where the networks are built and writes the counts the report reads."""
+    from agm.config.params import load_params
+    from agm.report.flops import flops_per_image
+
+    tiny = ROOT / "tests" / "tiny_params.yaml"
+    res = subprocess.run([sys.executable, "-m", "stages.cost", "--params", str(tiny), "--out",
+                          str(tmp_path / "c.json")], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    cost = json.loads((tmp_path / "c.json").read_text())
+    params = load_params(tiny)
+    expected = {m: flops_per_image(params, m, params.seeds[0]) for m in ("baseline", "agm")}
+    assert cost["flops_per_image"] == expected
+    assert cost["agm_over_baseline"] == round(expected["agm"] / expected["baseline"], 6) > 1
+
+
+def test_saliency_stage_draws_nothing_for_a_model_without_a_potential(tmp_path: Path) -> None:
+    from agm.models.files import save_model
+
+    save_model(tmp_path / "model.pt", ema={}, unet={}, potential=None, potential_kwargs=None, step=1)
+    res = subprocess.run([sys.executable, "-m", "stages.saliency", "--params", str(ROOT / "tests" / "tiny_params.yaml"),
+                          "--model", str(tmp_path / "model.pt"), "--real", "unused.npz", "--out",
+                          str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fig5_saliency.json"]
+    assert json.loads((tmp_path / "out" / "fig5_saliency.json").read_text())["potential"] is False

@@ -39,7 +39,9 @@ def main() -> None:
         nxt = re.search(r"^  \S[^\n]*:\n", text[start:], re.M)
         end = start + nxt.start() if nxt else len(text)
         block = text[start:end]
-        m = re.search(r"^(\s+)deps:(?: \[[^\]]*\]| \*\w+|(?:[^\n]*\n(?:\1  [^\n]*\n|\1- [^\n]*\n)+))", block, re.M)
+        # a flow list may hold quoted items with brackets of their own ("runs/agm/s${seeds[0]}")
+        m = re.search(r'^(\s+)deps:(?: \[(?:"[^"]*"|[^\]"])*\]| \*\w+|(?:[^\n]*\n(?:\1  [^\n]*\n|\1- [^\n]*\n)+))',
+                      block, re.M)
         if m is None:
             continue  # deps merged from another stage (`<<: *anchor`): rewritten there
         replacement = _flow(deps, m.group(1)) + ("\n" if m.group(0).endswith("\n") else "")

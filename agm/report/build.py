@@ -1,61 +1,29 @@
 """Assemble the report page from the pipeline's outputs: Figs. 3-5, Table 3, metric vs steps, the controls.
 
-:func:`build_report` calls the section functions of :mod:`agm.report.sections` in page order and writes
-the page with :mod:`agm.report.page`. :func:`read_live_curves` and :func:`load_json` read the finished
-stage outputs that :class:`agm.report.sections.RunOutputs` holds; :func:`load_optional` reads one that may
-be missing.
+:func:`build_report` copies the figures the figure stages drew into the report's folder, calls the section
+functions of :mod:`agm.report.sections` in page order and writes the page with :mod:`agm.report.page`. The
+outputs come loaded (:class:`agm.report.outputs.RunOutputs`); nothing here draws, counts or imports torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
-
-import pandas as pd
+from typing import Any
 
 from agm.config.params import Params
 from agm.report import cost as report_cost
 from agm.report import sections as report_sections
 from agm.report.convergence import training_length_section
+from agm.report.outputs import RunOutputs
 from agm.report.page import ReportFiles, Section, write_report
-from agm.report.sections import FIGURES, RunOutputs
+from agm.report.sections import FIGURES
 from agm.report.studies import Study, studies_section
 from agm.report.table2 import table2_section
 
 TITLE = "AGM reproduction report"
-
-
-def read_live_curves(live_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """The dvclive scalars of one training run as one frame indexed by step (columns: metric names)."""
-    folder = Path(live_dir) / "plots" / "metrics" / "train"
-    frames = [pd.read_csv(f, sep="\t").set_index("step")[[f.stem]] for f in sorted(folder.glob("*.tsv"))]
-    if not frames:
-        raise FileNotFoundError(f"no dvclive curves under {folder}")
-    return pd.concat(frames, axis=1).reset_index()
-
-
-def load_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
-
-
-T = TypeVar("T")
-
-
-def load_optional(load: Callable[[Path], T], path: str | os.PathLike[str], missing: list[str]) -> T | None:
-    """``load(path)``, or None when a file it reads does not exist; then its name is appended to ``missing``.
-
-    A seed whose output is missing (a stage run by hand, a deleted file) shows as n/a in the report rather
-    than stopping it; the stage prints what was missing.
-    """
-    try:
-        return load(Path(path))
-    except FileNotFoundError as exc:
-        missing.append(str(exc.filename or path))
-        return None
 
 
 def params_mapping(params: Params) -> dict[str, Any]:
@@ -86,7 +54,7 @@ def params_mapping(params: Params) -> dict[str, Any]:
 def build_report(*, out_dir: Path, params: Params, paper_profile: Params, studies: list[Study],
                  root_from_report: str, outputs: RunOutputs, provenance: dict[str, str],
                  profile: str, plateau: Mapping[str, Any] | None = None) -> ReportFiles:
-    """Render every figure into ``out_dir/figures`` and write ``out_dir``/report.md and report.html.
+    """Copy the drawn figures into ``out_dir/figures`` and write ``out_dir``/report.md and report.html.
 
     Args:
         out_dir: the report folder.
@@ -100,20 +68,22 @@ def build_report(*, out_dir: Path, params: Params, paper_profile: Params, studie
         plateau: the default profile's measured learning curve (docs/results/converged/plateau.json), or None.
     """
     fig_dir = Path(out_dir) / FIGURES
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for png in outputs.figures.values():
+        shutil.copyfile(png, fig_dir / png.name)
     sections: list[Section] = [
         *table2_section(params_mapping(params), params_mapping(paper_profile), profile),
-        *report_sections.samples_section(outputs, fig_dir, params.sample.grid_nfe),
-        *report_sections.training_curves_section(outputs, fig_dir),
-        *report_sections.saliency_section(outputs, fig_dir, params.bridge.sigma_max, params.bridge.schedule,
-                                          params.seed),
+        *report_sections.samples_section(outputs, params.sample.grid_nfe),
+        *report_sections.training_curves_section(outputs),
+        *report_sections.saliency_section(outputs),
         *report_sections.table3_sections(outputs, profile),
         *report_sections.every_model_section(outputs),
         *training_length_section(params.train.steps, plateau, profile),
-        *report_sections.metric_vs_steps_section(outputs, fig_dir, params.eval.snapshot_samples),
-        *report_cost.training_cost_section(outputs, params),
-        *report_sections.weight_stats_section(outputs, fig_dir, params.lam),
-        *report_sections.weight_by_time_section(outputs, fig_dir),
-        *report_sections.no_detach_sections(outputs, fig_dir, params.potential.margin),
+        *report_sections.metric_vs_steps_section(outputs, params.eval.snapshot_samples),
+        *report_cost.training_cost_section(outputs),
+        *report_sections.weight_stats_section(outputs, params.lam),
+        *report_sections.weight_by_time_section(outputs),
+        *report_sections.no_detach_sections(outputs, params.potential.margin),
         *report_sections.time_only_section(outputs),
         *studies_section(studies, root_from_report),
     ]

@@ -1,10 +1,8 @@
 """The report's training cost: AGM's cost relative to the baseline as a FLOP ratio, and the logged wall-clock
 times with the spread that shows their noise.
 
-    FLOPs per image   F_step / B, F_step counted by torch.utils.flop_counter over one training step of the
-                      variant at this run's sizes (agm.training.throughput.step_flops: matmuls, convolutions and
-                      attention, forward and backward, 2 per multiply-add), on the CPU at B = 2: every counted
-                      kernel is linear in B, so the ratio holds at any batch size and on any machine
+    FLOPs per image   the cost stage's metrics (metrics/cost.json, counted by agm.report.flops where the networks
+                      are built): F_step / B over one training step of the variant at this run's sizes
     logged s / step   each run's median over its logging intervals (dvclive's step_time_s); shown as the
                       median over seeds with the range over seeds and over the runs' intervals (10th–90th
                       percentile), never as a ratio: a run that shared the machine with other work is slower,
@@ -18,27 +16,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from agm.config.params import Params
 from agm.report import analysis, tables
+from agm.report.outputs import RunOutputs
 from agm.report.page import Section
-from agm.report.sections import RunOutputs
-from agm.training.throughput import random_batch, step_flops
-from agm.variants import build_run
-
-FLOP_BATCH = 2
-COUNTED = ("baseline", "agm")
-"""The variants whose FLOPs the report counts: the comparison the paper's cost claim is about."""
-
-
-def flops_per_image(params: Params, variant: str, seed: int) -> float:
-    """FLOPs of one training step of ``variant`` per training image, at this run's sizes (module docstring)."""
-    channels, resolution = params.data.channels, params.data.resolution
-    cpu = torch.device("cpu")
-    trainer = build_run(params, variant, seed, channels, resolution, cpu).trainer
-    batch = random_batch(FLOP_BATCH, (channels, resolution, resolution), seed=seed, device=cpu)
-    return step_flops(trainer, batch) / FLOP_BATCH
 
 
 def _range(values: Sequence[float]) -> str:
@@ -51,7 +32,7 @@ def training_cost(flops: Mapping[str, float], step_times: Mapping[str, Sequence[
     seconds per step: median over seeds, range over seeds, 10th–90th percentile of all logging intervals.
 
     Args:
-        flops: model -> FLOPs per training image (:func:`flops_per_image`); models missing here show n/a.
+        flops: model -> FLOPs per training image (the cost stage's); models missing here show n/a.
         step_times: model -> per-seed logged step times in seconds (None for a missing run).
         reference: the model the FLOP ratio divides by.
     """
@@ -74,11 +55,12 @@ def training_cost(flops: Mapping[str, float], step_times: Mapping[str, Sequence[
     return pd.DataFrame(rows)
 
 
-def training_cost_section(outputs: RunOutputs, params: Params) -> list[Section]:
+def training_cost_section(outputs: RunOutputs) -> list[Section]:
     """The cost table: FLOPs of the baseline's and AGM's step at this run's sizes, logged times with their spread."""
-    flops = {m: flops_per_image(params, m, outputs.seeds[0]) for m in COUNTED if m in outputs.models}
+    counted = (outputs.cost or {}).get("flops_per_image", {})
+    flops = {m: float(f) for m, f in counted.items() if m in outputs.models}
     cost = training_cost(flops, analysis.logged_step_times({m: outputs.curves[m] for m in outputs.models}))
-    ratio = f"{flops['agm'] / flops['baseline']:.3f}" if set(COUNTED) <= set(flops) else "n/a"
+    ratio = f"{flops['agm'] / flops['baseline']:.3f}" if {"baseline", "agm"} <= set(flops) else "n/a"
     text = (f"AGM's step costs {ratio} × the baseline's in FLOPs per training image (V's forward and backward on "
             "x_t and the negatives, and its forward for the weights, beside f's): torch.utils.flop_counter over one "
             "step at this run's sizes, which no machine load changes. The wall-clock columns are the runs' logged "

@@ -5,11 +5,11 @@ Each function takes data and an output path, draws one PNG and writes it atomica
 
 - :func:`plot_sample_comparison`: Fig. 3, real images beside uncurated samples of each model.
 - :func:`plot_training_curves`: Fig. 4, drift loss (log scale) over potential loss (linear).
-- :func:`plot_saliency`: Fig. 5, bridge samples x_t beside their saliency |∇ₓV| at a few t.
 - :func:`plot_metric_vs_steps`: a checkpoint metric (e.g. FD) against training steps.
 - :func:`plot_weight_stats`: min / mean / max of the importance weights w_i during training.
 - :func:`plot_weight_by_time`: a model's mean importance weight per t-bin.
 
+Fig. 5 (the potential's saliency) is drawn by :mod:`agm.report.saliency`, its own stage's module.
 The numbers drawn are computed by the caller (see :mod:`agm.report.analysis`); the only computation
 here is the trend line of a long curve, :func:`agm.report.analysis.ewm_smooth`.
 """
@@ -38,7 +38,7 @@ TREND_SPAN_DIVISOR = 50
 """Trend lines of long curves: an EWM with a span of ~2 % of the curve (len // 50, at least 2)."""
 
 
-def _save_figure(fig: Figure, path: PathLike) -> None:
+def save_figure(fig: Figure, path: PathLike) -> None:
     """Render with the Agg canvas (chosen by format="png"); no pyplot, so no global state."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI, bbox_inches="tight")
@@ -88,7 +88,7 @@ def plot_sample_comparison(
         ax.set_title(name)
     if title:
         fig.suptitle(title)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _draw_curve(ax: Axes, steps: pd.Series, values: pd.Series, label: str, color: str) -> None:
@@ -147,64 +147,7 @@ def plot_training_curves(curves: dict[str, pd.DataFrame], path: PathLike) -> Non
             transform=bottom.transAxes,
             color="gray",
         )
-    _save_figure(fig, path)
-
-
-def _to_display(x: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """(C, H, W) float in ~[-1, 1] -> (H, W) or (H, W, 3) in [0, 1], and the colormap to use."""
-    x = (np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0) + 1.0) / 2.0
-    if x.shape[0] == 1:
-        return x[0], "gray"
-    return x.transpose(1, 2, 0), None
-
-
-def plot_saliency(
-    x_t: dict[float, np.ndarray],
-    saliency: dict[float, np.ndarray],
-    path: PathLike,
-) -> None:
-    """Fig. 5: bridge samples x_t beside the saliency |∇ₓV(x_t)| of the potential, per time t.
-
-    The layout has one row per image and, for each t (ascending), two columns: x_t (clipped to
-    [-1, 1], shown as grey or RGB) and its saliency heat map ("inferno"), each map divided by its
-    own maximum so that only the spatial pattern is compared.
-
-    Args:
-        x_t: t -> (n, C, H, W) float bridge samples, roughly in [-1, 1]; C = 1 or 3.
-        saliency: t -> (n, H, W) non-negative |∇ₓV|, already reduced over channels.
-        path: output PNG.
-    """
-    times = sorted(x_t)
-    if not times or sorted(saliency) != times:
-        raise ValueError(
-            f"x_t and saliency need the same non-empty times, got {times}, {sorted(saliency)}"
-        )
-    n = x_t[times[0]].shape[0]
-    for t in times:
-        xs, ss = np.asarray(x_t[t]), np.asarray(saliency[t])
-        if xs.ndim != 4 or xs.shape[0] != n or ss.shape != (n, *xs.shape[2:]):
-            raise ValueError(
-                f"t = {t}: x_t must be (n={n}, C, H, W) and saliency (n, H, W); "
-                f"got {xs.shape} and {ss.shape}"
-            )
-    cols = 2 * len(times)
-    fig = Figure(figsize=(1.6 * cols, 1.6 * n + 0.5), layout="constrained")
-    axes = fig.subplots(n, cols, squeeze=False)
-    for j, t in enumerate(times):
-        for i in range(n):
-            image, cmap = _to_display(x_t[t][i])
-            s = np.asarray(saliency[t][i], dtype=np.float64)
-            peak = s.max()
-            s = s / peak if peak > 0 else np.zeros_like(s)
-            ax_x, ax_s = axes[i, 2 * j], axes[i, 2 * j + 1]
-            ax_x.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            ax_s.imshow(s, cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest")
-            for ax in (ax_x, ax_s):
-                ax.set_xticks([])
-                ax.set_yticks([])
-        axes[0, 2 * j].set_title(f"t = {t:g}\n$x_t$", fontsize=9)
-        axes[0, 2 * j + 1].set_title(f"t = {t:g}\n$|\\nabla_x V|$ / max", fontsize=9)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_metric_vs_steps(
@@ -253,7 +196,7 @@ def plot_metric_vs_steps(
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_weight_stats(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
@@ -296,7 +239,7 @@ def plot_weight_stats(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
     ax.set_ylabel("importance weight $w_i$")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_weight_diagnostics(curves: dict[str, pd.DataFrame], path: PathLike) -> None:
@@ -321,7 +264,7 @@ def plot_weight_diagnostics(curves: dict[str, pd.DataFrame], path: PathLike) -> 
     for ax in (ax_ess, ax_ratio):
         ax.grid(True, alpha=0.3)
     ax_ess.legend()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_weight_by_time(weights: Sequence[float], path: PathLike) -> None:
@@ -342,4 +285,4 @@ def plot_weight_by_time(weights: Sequence[float], path: PathLike) -> None:
     ax.set_xlabel("t (0 = noise, 1 = data)")
     ax.set_ylabel("mean weight / overall mean")
     ax.grid(True, alpha=0.3)
-    _save_figure(fig, path)
+    save_figure(fig, path)

@@ -1,116 +1,34 @@
-"""The report's sections, one function each: draw its figure (if any) and return its :class:`Section` list.
+"""The report's sections, one function each: return its :class:`Section` list, with the figure that a figure stage
+drew for it (``figures`` and ``saliency`` in dvc.yaml) where there is one.
 
-Each function takes the loaded stage outputs (:class:`RunOutputs`), the figures folder and the few plain
+Each function takes the loaded stage outputs (:class:`agm.report.outputs.RunOutputs`) and the few plain
 parameter values it needs, and returns the section(s) to show, in page order; an empty list when the
 run has nothing for that section (e.g. no controls, or λ = 0 and so no potential). A number that cannot be
 computed (a seed whose output is missing, a NaN, a division by 0) reads "n/a (<reason>)"; it never raises.
-The numbers come from :mod:`agm.report.analysis` and :mod:`agm.report.controls`; the drawing from
-:mod:`agm.report.figures`; the tables from :mod:`agm.report.tables`.
+The numbers come from :mod:`agm.report.analysis` and :mod:`agm.report.controls`; the tables from
+:mod:`agm.report.tables`. Nothing here draws or imports torch: the figures are files.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 
-from agm.io.data import to_model_range
-from agm.math.metrics.sample_quality import DESCRIPTIONS, DISTANCE_NAMES
-from agm.math.saliency import saliency_at_times
-from agm.math.time_bins import TimeWeightTable
-from agm.models.files import load_potential
-from agm.report import analysis, figures, stats, tables
+from agm.config.feature_spaces import DESCRIPTIONS
+from agm.report import analysis, stats, tables
 from agm.report import controls as controls_report
+from agm.report.outputs import RunOutputs
 from agm.report.page import Section
 
 FIGURES = "figures"
 """The report's figures folder, relative to the report folder (images are referenced by this path)."""
 
-SALIENCY_TIMES = (0.1, 0.5, 0.9)
-"""The bridge times of Fig. 5."""
-
-
-@dataclass(frozen=True)
-class RunOutputs:
-    """The finished stage outputs the report shows, loaded.
-
-    Attributes:
-        models: model names, "baseline" and "agm" first, then any controls.
-        seeds: the training seeds; every per-seed list below follows this order, with None for a seed whose
-            output is missing (shown as n/a).
-        real: real training images, uint8 (N, C, H, W).
-        grids: model → uint8 sample grid of the first seed (Fig. 3), None when missing.
-        curves: model → dvclive curves per seed (step, drift_loss or action_loss, potential_loss, w_*).
-        metrics: model → per-seed metrics dicts (the evaluate stage's JSON).
-        features_metrics: the features stage's JSON (feature space, classifier accuracy, real vs real).
-        steps: model → per-seed metric-vs-steps frames (step, distance column, precision, recall).
-        agm_model: model.pt of the AGM run of the first seed, for Fig. 5 (None: no Fig. 5).
-        time_table: AGM's mean weight per t-bin (first seed), for the weight-vs-t figure.
-    """
-
-    models: Sequence[str]
-    seeds: Sequence[int]
-    real: np.ndarray
-    grids: dict[str, np.ndarray | None]
-    curves: dict[str, list[pd.DataFrame | None]]
-    metrics: dict[str, list[dict[str, Any] | None]]
-    features_metrics: dict[str, Any]
-    steps: dict[str, list[pd.DataFrame | None]]
-    agm_model: Path | None = None
-    time_table: TimeWeightTable | None = None
-
-    @property
-    def space(self) -> str:
-        """The feature space of the metrics ("digits" or "inception")."""
-        return self.features_metrics["feature_space"]
-
-    @property
-    def dist(self) -> str:
-        """The distance's key in the metrics (e.g. "fd_digits")."""
-        return DISTANCE_NAMES[self.space]
-
-    @property
-    def dist_title(self) -> str:
-        """The distance's column header: FID only when it is one."""
-        return "FID (Inception-v3)" if self.space == "inception" else "FD (digit-classifier features)"
-
-    @property
-    def controls(self) -> list[str]:
-        """The control models, in order."""
-        return [m for m in self.models if m not in ("baseline", "agm")]
-
-    @property
-    def seed_text(self) -> str:
-        return f"seed {self.seeds[0]}" if len(self.seeds) == 1 else f"seeds {', '.join(map(str, self.seeds))}"
-
-    @property
-    def interval(self) -> str:
-        """How the tables' cells are aggregated over seeds, in words."""
-        if len(self.seeds) > 1:
-            return "mean ± 95% Student-t interval over " + self.seed_text
-        return f"one {self.seed_text}, so no interval (list more in params `seeds`)"
-
-    def reproduced(self) -> dict[str, dict[str, list[float | None]]]:
-        """model → distance / precision / recall → per-seed values (None: missing), every model."""
-        return analysis.reproduced_metrics(self.metrics, self.models, self.dist)
-
-    def first_curves(self, models: Sequence[str]) -> tuple[dict[str, pd.DataFrame], str]:
-        """The first seed's curves of ``models`` that have them, and the sentence naming the others (or "")."""
-        first = {m: self.curves[m][0] for m in models}
-        missing = [m for m, curve in first.items() if curve is None]
-        note = f" {', '.join(missing)}: {stats.na(f'seed {self.seeds[0]} curves missing')}." if missing else ""
-        return {m: curve for m, curve in first.items() if curve is not None}, note
-
-
-def _figure(name: str) -> str:
-    return f"{FIGURES}/{name}"
+def _figure(outputs: RunOutputs, name: str) -> str | None:
+    """The report's path of figure ``name`` (copied into its figures folder), None when no stage drew it."""
+    return f"{FIGURES}/{outputs.figures[name].name}" if name in outputs.figures else None
 
 
 def _missing_runs(outputs: RunOutputs, per_seed: dict[str, Sequence[Any]], models: Sequence[str]) -> str:
@@ -119,61 +37,38 @@ def _missing_runs(outputs: RunOutputs, per_seed: dict[str, Sequence[Any]], model
     return ", ".join(f"{m}: {reason}" for m in models if (reason := stats.unusable(present[m], outputs.seeds)))
 
 
-def samples_section(outputs: RunOutputs, fig_dir: Path, grid_nfe: int) -> list[Section]:
+def samples_section(outputs: RunOutputs, grid_nfe: int) -> list[Section]:
     """Fig. 3: real images beside each model's uncurated grid (sampled with ``grid_nfe`` steps)."""
-    grids = {m: grid for m, grid in outputs.grids.items() if grid is not None}
-    missing = [m for m, grid in outputs.grids.items() if grid is None]
     text = (f"Uncurated samples at NFE {grid_nfe} with a fixed seed (training seed {outputs.seeds[0]}), beside "
             "real training images.")
+    entry = outputs.figure_manifest.get("fig3_samples", {})
+    missing = list(outputs.models) if "fig3_samples" not in outputs.figures else entry.get("missing", [])
     if missing:
         text += f" {', '.join(missing)}: {stats.na(f'seed {outputs.seeds[0]} sample grid missing')}."
-    if not grids:
-        return [Section("Fig. 3 — samples", text)]
-    figures.plot_sample_comparison(outputs.real[: len(next(iter(grids.values())))], grids,
-                                   fig_dir / "fig3_samples.png",
-                                   title="Real images and uncurated samples (same noise for every model)")
-    return [Section("Fig. 3 — samples", text, image=_figure("fig3_samples.png"))]
+    return [Section("Fig. 3 — samples", text, image=_figure(outputs, "fig3_samples"))]
 
 
-def training_curves_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
+def training_curves_section(outputs: RunOutputs) -> list[Section]:
     """Fig. 4: the first seed's drift loss of every drift model, and the potential loss."""
-    curves, missing = outputs.first_curves(outputs.models)
-    drift_models = {m: curve for m, curve in curves.items() if "drift_loss" in curve}
+    _, missing = outputs.first_curves(outputs.models)
     text = (f"Top: (weighted) drift loss L_f on a log scale, every drift model overlaid (seed {outputs.seeds[0]}). "
             "Bottom: the potential loss L_V (models with a V)." + missing)
-    if not drift_models:
-        return [Section("Fig. 4 — training curves", text)]
-    figures.plot_training_curves(drift_models, fig_dir / "fig4_training_curves.png")
-    return [Section("Fig. 4 — training curves", text, image=_figure("fig4_training_curves.png"))]
+    return [Section("Fig. 4 — training curves", text, image=_figure(outputs, "fig4_training_curves"))]
 
 
-def saliency_panels(model: str | os.PathLike[str], real: np.ndarray, sigma_max: float, schedule: str,
-                    seed: int, n: int = 4) -> tuple[dict[float, np.ndarray], dict[float, np.ndarray]]:
-    """Bridge samples x_t of the first ``n`` real images (uint8) at t in SALIENCY_TIMES and |∇ₓV(x_t)|.
-
-    Returns (t → (n, C, H, W), t → (n, H, W)) arrays, x0 and ε drawn from a generator seeded with ``seed``.
-    """
-    potential = load_potential(model)
-    x1 = to_model_range(torch.from_numpy(np.asarray(real[:n])))
-    x_t, saliency = saliency_at_times(potential, x1, SALIENCY_TIMES, sigma_max, torch.Generator().manual_seed(seed),
-                                      schedule)
-    return {t: v.numpy() for t, v in x_t.items()}, {t: v.numpy() for t, v in saliency.items()}
-
-
-def saliency_section(outputs: RunOutputs, fig_dir: Path, sigma_max: float, schedule: str,
-                     seed: int) -> list[Section]:
-    """Fig. 5: the trained potential's saliency on bridge samples (none without an AGM model)."""
-    if outputs.agm_model is None:
+def saliency_section(outputs: RunOutputs) -> list[Section]:
+    """Fig. 5: the trained potential's saliency on bridge samples (none without a potential)."""
+    manifest = outputs.saliency
+    if manifest is not None and not manifest["potential"]:
         return []
-    if not Path(outputs.agm_model).is_file():
+    if manifest is None or "fig5_saliency" not in outputs.figures:
         return [Section("Fig. 5 — saliency of the potential",
-                        stats.na(f"seed {outputs.seeds[0]} AGM model missing: {outputs.agm_model}"))]
-    x_t, saliency = saliency_panels(outputs.agm_model, outputs.real, sigma_max, schedule, seed)
-    figures.plot_saliency(x_t, saliency, fig_dir / "fig5_saliency.png")
+                        stats.na(f"seed {outputs.seeds[0]} saliency figure missing"))]
+    times = ", ".join(f"{t:g}" for t in manifest["times"])
     return [Section(
         "Fig. 5 — saliency of the potential", "|∇ₓV(x_t)| of the trained potential on bridge samples of "
-        "real images at t = 0.1, 0.5, 0.9 (each map scaled to its own maximum).",
-        image=_figure("fig5_saliency.png"))]
+        f"real images at t = {times} (each map scaled to its own maximum).",
+        image=_figure(outputs, "fig5_saliency"))]
 
 
 def table3_sections(outputs: RunOutputs, profile: str) -> list[Section]:
@@ -227,7 +122,7 @@ def every_model_section(outputs: RunOutputs) -> list[Section]:
         table_md=tables.to_markdown(every), table_html=tables.to_html(every))]
 
 
-def metric_vs_steps_section(outputs: RunOutputs, fig_dir: Path, snapshot_samples: int) -> list[Section]:
+def metric_vs_steps_section(outputs: RunOutputs, snapshot_samples: int) -> list[Section]:
     """The distance of the EMA snapshots against training steps, and when AGM reaches the baseline's final
     value (none unless both the baseline and AGM have snapshots)."""
     if not all(outputs.steps.get(m) for m in ("baseline", "agm")):
@@ -240,8 +135,6 @@ def metric_vs_steps_section(outputs: RunOutputs, fig_dir: Path, snapshot_samples
         return [Section("Metric vs training steps", f"{text} The curves: {stats.na(missing)}.")]
     comparison = analysis.compare_steps(outputs.steps, dist)
     base_final, reach, total = comparison.baseline_final, comparison.agm_reaches_at, comparison.total_steps
-    figures.plot_metric_vs_steps(comparison.curves, dist, fig_dir / "metric_vs_steps.png", target=base_final,
-                                 target_label="baseline, final")
     share = f" ({100 * reach / total:.0f}% of the steps)" if reach is not None and total > 0 else ""
     if not math.isfinite(base_final):
         claim = f"When AGM reaches the baseline's final {dist}: {tables.number(base_final, 3)}."
@@ -249,26 +142,24 @@ def metric_vs_steps_section(outputs: RunOutputs, fig_dir: Path, snapshot_samples
         claim = f"AGM first reaches the baseline's final {dist} ({base_final:.3f}) at step {reach} of {total}{share}."
     else:
         claim = f"AGM never reaches the baseline's final {dist} ({base_final:.3f}) within {total} steps."
-    return [Section("Metric vs training steps", f"{text} {claim}", image=_figure("metric_vs_steps.png"))]
+    return [Section("Metric vs training steps", f"{text} {claim}", image=_figure(outputs, "metric_vs_steps"))]
 
 
-def weight_stats_section(outputs: RunOutputs, fig_dir: Path, lam: float) -> list[Section]:
+def weight_stats_section(outputs: RunOutputs, lam: float) -> list[Section]:
     """Min / mean / max of the importance weights of every weighted model, corr(w, t), and how far from
     uniform the weights are (effective sample size, max/min ratio, share at the clamp) (none when no model
     logs weights). ``lam``: λ, for the bound e^λ on the ratio that Eq. 11 allows before the clamp."""
     weighted = {m: curve for m, curve in outputs.first_curves(outputs.models)[0].items() if "w_mean" in curve}
     if not weighted:
         return []
-    figures.plot_weight_stats(weighted, fig_dir / "weight_stats.png")
     seeds = outputs.seeds
     corr = {m: analysis.weight_time_correlation(outputs.curves[m], seeds) for m in weighted}
     text = (f"Min / mean / max of w per logged step (seed {outputs.seeds[0]}). Correlation of w with t over a "
             "batch, averaged over logged steps: " + ", ".join(f"{m}: {v.format(3)}" for m, v in corr.items())
             + ".")
-    sections = [Section("Importance weights", text, image=_figure("weight_stats.png"))]
+    sections = [Section("Importance weights", text, image=_figure(outputs, "weight_stats"))]
     diagnosed = {m: curve for m, curve in weighted.items() if "w_ess" in curve}
     if diagnosed:
-        figures.plot_weight_diagnostics(diagnosed, fig_dir / "weight_diagnostics.png")
         summary = "; ".join(
             f"{m}: effective sample size {analysis.mean_over_runs(outputs.curves[m], 'w_ess', seeds).format(3)} of "
             f"the batch, max/min {analysis.mean_over_runs(outputs.curves[m], 'w_ratio', seeds).format(3)}, at a "
@@ -280,21 +171,19 @@ def weight_stats_section(outputs: RunOutputs, fig_dir: Path, lam: float) -> list
             f"e^λ = {math.exp(lam):.4g} times the smallest (λ = {lam:g}). The effective sample size "
             "(Σw)² / (B Σw²) is 1 for equal weights and 1/B when one sample carries all the weight. Averaged "
             f"over logged steps, mean ± 95% interval over seeds: {summary}.",
-            image=_figure("weight_diagnostics.png")))
+            image=_figure(outputs, "weight_diagnostics")))
     return sections
 
 
-def weight_by_time_section(outputs: RunOutputs, fig_dir: Path) -> list[Section]:
+def weight_by_time_section(outputs: RunOutputs) -> list[Section]:
     """AGM's mean weight per t-bin, the table the time_only control trains with (none without one)."""
-    table = outputs.time_table
-    if table is None:
+    if outputs.time_bins is None:
         return []
-    figures.plot_weight_by_time(table.weights, fig_dir / "weight_by_time.png")
     return [Section(
         "AGM's weight as a function of t", f"AGM's mean importance weight per t-bin over the whole run "
-        f"(seed {outputs.seeds[0]}, {table.bins} bins, normalised to unit mean over t): the table the time_only "
-        "control trains with. A flat line means V's weights carry no time information.",
-        image=_figure("weight_by_time.png"))]
+        f"(seed {outputs.seeds[0]}, {outputs.time_bins} bins, normalised to unit mean over t): the table the "
+        "time_only control trains with. A flat line means V's weights carry no time information.",
+        image=_figure(outputs, "weight_by_time"))]
 
 
 def _collapse_verdict(no_detach: pd.DataFrame | None, agm: pd.DataFrame | None, margin: float) -> str:
@@ -305,7 +194,7 @@ def _collapse_verdict(no_detach: pd.DataFrame | None, agm: pd.DataFrame | None, 
     return controls_report.describe_collapse(controls_report.collapse_step(no_detach, agm, margin))
 
 
-def no_detach_sections(outputs: RunOutputs, fig_dir: Path, margin: float) -> list[Section]:
+def no_detach_sections(outputs: RunOutputs, margin: float) -> list[Section]:
     """AGM without the stop-gradient against AGM: curves, weights and a collapse verdict per seed
     (none unless the no_detach control ran). ``margin`` is the hinge margin m of L_V."""
     if "no_detach" not in outputs.models:
@@ -318,11 +207,9 @@ def no_detach_sections(outputs: RunOutputs, fig_dir: Path, margin: float) -> lis
     pair, missing = outputs.first_curves(["agm", "no_detach"])
     if missing:
         return [Section("No stop-gradient (paper §4.4)", text + " Figures:" + missing)]
-    figures.plot_training_curves(pair, fig_dir / "no_detach_curves.png")
-    figures.plot_weight_stats(pair, fig_dir / "no_detach_weights.png")
     return [
-        Section("No stop-gradient (paper §4.4)", text, image=_figure("no_detach_curves.png")),
-        Section("No stop-gradient — weights", "", image=_figure("no_detach_weights.png")),
+        Section("No stop-gradient (paper §4.4)", text, image=_figure(outputs, "no_detach_curves")),
+        Section("No stop-gradient — weights", "", image=_figure(outputs, "no_detach_weights")),
     ]
 
 

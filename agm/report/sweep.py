@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from agm.math.metrics.sample_quality import DISTANCE_NAMES
+from agm.config.feature_spaces import DISTANCE_NAMES
 from agm.report.stats import mean_ci, power_of_pairs
 from agm.report.tables import PAPER_RELATIVE_PCT
 

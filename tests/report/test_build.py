@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +18,15 @@ import torch
 import yaml
 
 from agm.config.params import load_params, read_yaml
+from agm.io.atomic import write_json
 from agm.io.provenance import code_digest, path_digest
 from agm.math.nets import Potential
-from agm.math.time_bins import TimeWeightTable
 from agm.models.files import save_model
 from agm.report import sections
-from agm.report.build import build_report, load_json, load_optional, params_mapping, read_live_curves
-from agm.report.sections import RunOutputs
+from agm.report.build import build_report, params_mapping
+from agm.report.outputs import RunOutputs, drawn_figures, load_json, load_optional, read_live_curves
+from agm.report.run_figures import FigureInputs, render_figures
+from agm.report.saliency import SALIENCY_TIMES, write_saliency
 from agm.report.studies import load_studies
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,28 +73,47 @@ def _curve(model: str, seed: int) -> pd.DataFrame:
     return df
 
 
-def _outputs(tmp_path: Path, models: list[str], seeds: list[int], with_potential: bool) -> RunOutputs:
+COST = {"flops_per_image": {"baseline": 2.0e6, "agm": 2.5e6}}
+"""The cost stage's metrics (tests/test_stages.py runs that stage; here any two counts)."""
+
+
+def _outputs(tmp_path: Path, models: list[str], seeds: list[int], with_potential: bool, *,
+             grids: dict | None = None, curves: dict | None = None, steps: dict | None = None,
+             agm_model: bool = True) -> RunOutputs:
+    """The figure stages' folders drawn from synthetic logs (agm.report.run_figures, agm.report.saliency), and the
+    RunOutputs the report stage would read from them; ``grids``, ``curves``, ``steps`` override per model."""
     rng = np.random.default_rng(0)
-    agm_model, table = None, None
-    if with_potential:
+    real = rng.integers(0, 256, (16, 1, 8, 8), dtype=np.uint8)
+    curves = {m: [_curve(m, s) for s in seeds] for m in models} | (curves or {})
+    steps = {m: [pd.DataFrame({"step": [200, 400], "fd_digits": [90.0, 60.0] if m == "agm" else [100.0, 80.0],
+                               "precision": [0.4, 0.5], "recall": [0.5, 0.6]}) for _ in seeds]
+             for m in ("baseline", "agm")} | (steps or {})
+    inputs = FigureInputs(models=models, seeds=seeds, dist="fd_digits", real=real,
+                          grids={m: rng.integers(0, 256, (16, 1, 8, 8), dtype=np.uint8) for m in models}
+                          | (grids or {}),
+                          curves=curves, steps=steps, time_weights=(0.8, 1.0, 1.2) if with_potential else None)
+    fig_dir, sal_dir = tmp_path / "figures_run", tmp_path / "figures_saliency"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    sal_dir.mkdir(parents=True, exist_ok=True)
+    manifest = render_figures(inputs, fig_dir, {m: f"samples/{m}/s{seeds[0]}/grid.npy" for m in models})
+    figures = drawn_figures(fig_dir, manifest)
+    saliency = {"potential": with_potential, "times": list(SALIENCY_TIMES)}
+    if with_potential and agm_model:
         torch.manual_seed(0)
-        agm_model = tmp_path / "model.pt"
-        save_model(agm_model, ema={}, unet={}, potential=Potential(**POTENTIAL).state_dict(),
+        save_model(tmp_path / "model.pt", ema={}, unet={}, potential=Potential(**POTENTIAL).state_dict(),
                    potential_kwargs=POTENTIAL, step=1)
-        table = TimeWeightTable((0.8, 1.0, 1.2), (5.0, 5.0, 5.0))
+        write_saliency(tmp_path / "model.pt", real, 0.1, "cosine", 0, sal_dir)
+        figures["fig5_saliency"] = sal_dir / "fig5_saliency.png"
+    elif with_potential:
+        saliency = None  # the saliency stage's output is missing
     return RunOutputs(
-        models=models, seeds=seeds,
-        real=rng.integers(0, 256, (16, 1, 8, 8), dtype=np.uint8),
-        grids={m: rng.integers(0, 256, (16, 1, 8, 8), dtype=np.uint8) for m in models},
-        curves={m: [_curve(m, s) for s in seeds] for m in models},
+        models=models, seeds=seeds, curves=curves,
         metrics={m: [{"fd_digits": 50.0 + i + len(m), "precision": 0.5, "recall": 0.6, "n_samples": 100}
                      for i, _ in enumerate(seeds)] for m in models},
         features_metrics={"feature_space": "digits", "classifier_heldout_accuracy": 0.98,
                           "real_vs_real": {"fd_digits": 27.5, "precision": 0.91, "recall": 0.92}},
-        steps={m: [pd.DataFrame({"step": [200, 400], "fd_digits": [90.0, 60.0] if m == "agm" else [100.0, 80.0],
-                                 "precision": [0.4, 0.5], "recall": [0.5, 0.6]}) for _ in seeds]
-               for m in ("baseline", "agm")},
-        agm_model=agm_model, time_table=table,
+        steps=steps, figures=figures, figure_manifest=manifest, saliency=saliency,
+        time_bins=manifest.get("weight_by_time", {}).get("bins"), cost=COST,
     )
 
 
@@ -140,24 +165,13 @@ def test_minimal_report_leaves_out_what_did_not_run(tmp_path: Path) -> None:
 
 def test_sections_without_their_inputs_are_empty(tmp_path: Path) -> None:
     outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=False)
-    fig_dir = tmp_path / "figures"
-    assert sections.saliency_section(outputs, fig_dir, 0.1, "cosine", 0) == []
+    assert sections.saliency_section(outputs) == []
     assert sections.every_model_section(outputs) == []
-    assert sections.weight_by_time_section(outputs, fig_dir) == []
-    assert sections.no_detach_sections(outputs, fig_dir, 1.0) == []
+    assert sections.weight_by_time_section(outputs) == []
+    assert sections.no_detach_sections(outputs, 1.0) == []
     assert sections.time_only_section(outputs) == []
     no_steps = dataclasses.replace(outputs, steps={"baseline": [], "agm": []})
-    assert sections.metric_vs_steps_section(no_steps, fig_dir, 10) == []
-    assert not fig_dir.exists()
-
-
-def test_saliency_panels_shapes(tmp_path: Path, one_thread) -> None:
-    outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=True)
-    x_t, saliency = sections.saliency_panels(outputs.agm_model, outputs.real, 0.1, "cosine", seed=0, n=3)
-    assert sorted(x_t) == sorted(saliency) == list(sections.SALIENCY_TIMES)
-    for t in sections.SALIENCY_TIMES:
-        assert x_t[t].shape == (3, 1, 8, 8) and saliency[t].shape == (3, 8, 8)
-        assert (saliency[t] >= 0).all()
+    assert sections.metric_vs_steps_section(no_steps, 10) == []
 
 
 # --- a metric of 0, NaN or a missing seed renders as "n/a (<reason>)", never an exception ------------
@@ -187,8 +201,9 @@ def test_nan_and_missing_seeds_render_na(tmp_path: Path, one_thread) -> None:
     curves["no_detach"][1] = curves["action_matching"][0] = None  # logs missing, one of them the first seed's
     curves["agm"][1] = curves["agm"][1].assign(w_ess=float("nan"))
     steps = {"baseline": outputs.steps["baseline"], "agm": [outputs.steps["agm"][0], None]}
-    degenerate = dataclasses.replace(outputs, metrics=metrics, curves=curves, steps=steps,
-                                     grids=dict(outputs.grids, time_only=None))
+    drawn = _outputs(tmp_path / "degenerate", models, [0, 1], with_potential=True, grids={"time_only": None},
+                     curves=curves, steps=steps)
+    degenerate = dataclasses.replace(drawn, metrics=metrics)
     out = tmp_path / "report"
     files = _build(out_dir=out, params=load_params(TINY), outputs=degenerate, provenance=DIGESTS, profile="smoke")
     text = files.markdown.read_text()
@@ -210,12 +225,11 @@ def test_nan_and_missing_seeds_render_na(tmp_path: Path, one_thread) -> None:
 
 
 def test_a_missing_agm_model_or_first_seed_renders_na(tmp_path: Path) -> None:
-    outputs = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=True)
-    gone = dataclasses.replace(outputs, agm_model=tmp_path / "missing.pt", grids={"baseline": None, "agm": None},
-                               curves={"baseline": [None], "agm": [None]})
+    gone = _outputs(tmp_path, ["baseline", "agm"], [0], with_potential=True, agm_model=False,
+                    grids={"baseline": None, "agm": None}, curves={"baseline": [None], "agm": [None]})
     text = _build(out_dir=tmp_path / "report", params=load_params(TINY), outputs=gone, provenance=DIGESTS,
-                        profile="smoke").markdown.read_text()
-    assert f"n/a (seed 0 AGM model missing: {tmp_path / 'missing.pt'})" in text
+                  profile="smoke").markdown.read_text()
+    assert "n/a (seed 0 saliency figure missing)" in text
     assert "baseline, agm: n/a (seed 0 sample grid missing)." in text
     assert "baseline, agm: n/a (seed 0 curves missing)." in text
     assert re.search(r"\| agm \| [0-9.]+ \| [0-9.]+ \| n/a \| n/a \| n/a \| 0 of 1 \|", text)  # training cost
@@ -230,60 +244,61 @@ def test_load_optional_records_what_is_missing(tmp_path: Path) -> None:
     assert missing == [str(tmp_path / "gone.json"), str(tmp_path / "no_live")]
 
 
-def test_report_stage_shows_a_missing_seed_as_na(tmp_path: Path, monkeypatch, capsys) -> None:
-    """stages/report.py on outputs of seeds 0 and 1 where AGM's seed-1 metrics, its model and its time table
-    are missing: the page is written, with n/a where they were needed, and the stage says what was missing."""
-    import json
-    import sys
+REPORT_ARGS = {"params": "params.yaml", "paper-profile": str(ROOT / "profiles" / "paper.yaml"),
+               "studies": str(ROOT / "docs" / "results" / "verdicts.yaml"),
+               "curve": str(ROOT / "docs" / "results" / "converged" / "plateau.json"), "live": "live",
+               "metrics": "metrics", "steps": "steps", "figures": "figures/run", "saliency": "figures/saliency",
+               "cost": "metrics/cost.json", "out": "reports"}
+"""The report stage's arguments, relative to a folder laid out as the pipeline's workspace."""
 
-    from agm.io.data import ImageSet, save_image_set
-    from stages import report
 
+def _write_stage_inputs(root: Path, *, missing: tuple[str, int] | None = ("agm", 1)) -> None:
+    """params.yaml (seeds 0 and 1), training logs, metric-vs-steps CSVs and metrics files under ``root``, the
+    metrics of ``missing`` (model, seed) left out."""
     params = read_yaml(TINY) | {"seeds": [0, 1]}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (16, 1, 8, 8), dtype=np.uint8)
-    save_image_set(tmp_path / "train.npz", ImageSet(images, np.full(16, -1), "synthetic"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     for model in ("baseline", "agm"):
         for seed in (0, 1):
-            live = tmp_path / "live" / model / f"s{seed}" / "plots" / "metrics" / "train"
+            live = root / "live" / model / f"s{seed}" / "plots" / "metrics" / "train"
             live.mkdir(parents=True)
             curve = _curve(model, seed)
             for column in curve.columns.drop("step"):
                 curve[["step", column]].to_csv(live / f"{column}.tsv", sep="\t", index=False)
-            (tmp_path / "samples" / model / f"s{seed}").mkdir(parents=True)
-            np.save(tmp_path / "samples" / model / f"s{seed}" / "grid.npy", images)
-            (tmp_path / "steps" / model).mkdir(parents=True, exist_ok=True)
+            (root / "steps" / model).mkdir(parents=True, exist_ok=True)
             pd.DataFrame({"step": [200, 400], "fd_digits": [90.0, 60.0], "precision": [0.4, 0.5],
-                          "recall": [0.5, 0.6]}).to_csv(tmp_path / "steps" / model / f"s{seed}.csv", index=False)
-            if (model, seed) != ("agm", 1):
-                (tmp_path / "metrics" / model).mkdir(parents=True, exist_ok=True)
-                (tmp_path / "metrics" / model / f"s{seed}.json").write_text(json.dumps(
-                    {"fd_digits": 50.0 + seed, "precision": 0.0, "recall": 0.6, "n_samples": 100}))
-    (tmp_path / "metrics" / "features.json").write_text(json.dumps(
-        {"feature_space": "digits", "real_vs_real": {"fd_digits": 27.5, "precision": 0.91, "recall": 0.92}}))
-    args = {"params": "params.yaml", "paper-profile": str(ROOT / "profiles" / "paper.yaml"),
-            "studies": str(ROOT / "docs" / "results" / "verdicts.yaml"),
-            "curve": str(ROOT / "docs" / "results" / "converged" / "plateau.json"), "real": "train.npz", "runs": "runs",
-            "live": "live", "samples": "samples",
-            "metrics": "metrics", "steps": "steps", "out": "reports"}
+                          "recall": [0.5, 0.6]}).to_csv(root / "steps" / model / f"s{seed}.csv", index=False)
+            if (model, seed) != missing:
+                (root / "metrics" / model).mkdir(parents=True, exist_ok=True)
+                write_json(root / "metrics" / model / f"s{seed}.json",
+                           {"fd_digits": 50.0 + seed, "precision": 0.0, "recall": 0.6, "n_samples": 100})
+    write_json(root / "metrics" / "features.json",
+               {"feature_space": "digits", "real_vs_real": {"fd_digits": 27.5, "precision": 0.91, "recall": 0.92}})
+
+
+def test_report_stage_shows_a_missing_seed_as_na(tmp_path: Path, monkeypatch, capsys) -> None:
+    """stages/report.py on outputs of seeds 0 and 1 where AGM's seed-1 metrics and the figure stages' folders are
+    missing: the page is written, with n/a where they were needed, and the stage says what was missing."""
+    from stages import report
+
+    _write_stage_inputs(tmp_path)
+    args = REPORT_ARGS
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["report", *(f"--{k}={v}" for k, v in args.items())])
     report.main()
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("report: missing, shown as n/a: metrics/agm/s1.json, ")
-    assert "runs/agm/s0/time_weights.json" in err
+    assert err == ("report: missing, shown as n/a: figures/run/figures.json, figures/saliency/fig5_saliency.json, "
+                   "metrics/agm/s1.json, metrics/cost.json\n")
     text = (tmp_path / "reports" / "report.md").read_text()
     assert "| agm | n/a (seed 1 missing) | n/a (seed 1 missing) | n/a (seed 1 missing) | 2 |" in text
     assert "| Δ (relative, %) | n/a (agm: seed 1 missing) |" in text
-    assert "n/a (seed 0 AGM model missing: runs/agm/s0/model.pt)" in text
+    assert "n/a (seed 0 saliency figure missing)" in text
     assert "- profile: `tiny`" in text and "Reproduced with the **tiny** profile" in text  # params' `profile`
     # what the page was rendered from: content hashes of its code and of every input, no git revision
     code = code_digest("stages.report")[:16]
     assert f"  - code (stages.report): `{code}`\n  - params.yaml: `{path_digest('params.yaml')[:16]}`\n" in text
-    for name in ("train.npz", "live", "samples", "metrics", "steps"):
+    for name in ("live", "metrics", "steps"):
         assert f"  - {name}: `{path_digest(tmp_path / name)[:16]}`\n" in text
-    assert "  - runs: `missing`\n" in text and "git revision" not in text
+    assert "  - figures/run: `missing`\n" in text and "git revision" not in text
 
 
 def test_path_digest_is_the_content_not_the_location(tmp_path: Path) -> None:
@@ -301,3 +316,35 @@ def test_path_digest_is_the_content_not_the_location(tmp_path: Path) -> None:
     assert path_digest(tmp_path / "a") not in (digest, path_digest(tmp_path / "b"))
     with pytest.raises(FileNotFoundError):
         path_digest(tmp_path / "c")
+
+
+BLOCK_TORCH = """
+import importlib.abc, runpy, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"{name} is unimportable here")
+sys.meta_path.insert(0, NoTorch())
+sys.argv = ["report", *sys.argv[1:]]
+runpy.run_module("stages.report", run_name="__main__")
+assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+"""
+
+
+def test_the_report_stage_renders_from_files_with_torch_unimportable(tmp_path: Path) -> None:
+    """A machine with the committed outputs and no torch rebuilds the page: the report stage reads files only
+    (figures drawn by the figure stages, FLOPs counted by the cost stage) and imports nothing of torch."""
+    _write_stage_inputs(tmp_path, missing=None)
+    outputs = _outputs(tmp_path / "drawn", ["baseline", "agm"], [0, 1], with_potential=True)
+    shutil.copytree(tmp_path / "drawn" / "figures_run", tmp_path / "figures" / "run")
+    shutil.copytree(tmp_path / "drawn" / "figures_saliency", tmp_path / "figures" / "saliency")
+    write_json(tmp_path / "figures" / "saliency" / "fig5_saliency.json", outputs.saliency)
+    write_json(tmp_path / "metrics" / "cost.json", COST)
+    res = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *(f"--{k}={v}" for k, v in REPORT_ARGS.items())],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = (tmp_path / "reports" / "report.md").read_text()
+    assert "Fig. 5 — saliency of the potential" in text and "(figures/fig5_saliency.png)" in text
+    assert "AGM's step costs 1.250 × the baseline's in FLOPs" in text
+    assert len(list((tmp_path / "reports" / "figures").glob("*.png"))) == 7

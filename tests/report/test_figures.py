@@ -11,11 +11,11 @@ from PIL import Image
 
 from agm.report.figures import (
     plot_metric_vs_steps,
-    plot_saliency,
     plot_sample_comparison,
     plot_training_curves,
     plot_weight_stats,
 )
+from agm.report.saliency import plot_saliency
 
 
 def _rng() -> np.random.Generator:

@@ -21,19 +21,13 @@ import numpy as np
 import torch
 
 from agm.config.errors import StaleFeaturesError
+from agm.config.feature_spaces import DISTANCE_NAMES
 from agm.math.metrics.feature_net import extract_features, load_feature_net
 from agm.math.metrics.features_io import Features, check_extractor, load_features
 from agm.math.metrics.frechet import frechet_distance
 from agm.math.metrics.inception import cleanfid_features, load_inception, resolve_inception_weights, weights_digest
 from agm.math.metrics.kernel import KERNEL_NAMES, kernel_distance
 from agm.math.metrics.precision_recall import precision_recall
-
-DISTANCE_NAMES = {"digits": "fd_digits", "inception": "fid"}
-DESCRIPTIONS = {
-    "digits": "Fréchet distance in the 64-D penultimate features of a digit classifier trained in the "
-              "`features` stage (not FID: no Inception network is involved)",
-    "inception": "FID: Fréchet distance in clean-fid's Inception-v3 pool features",
-}
 
 
 def _full_float32(extract: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
