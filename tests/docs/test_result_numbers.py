@@ -431,17 +431,21 @@ def _power() -> list[Claim]:
 def _converged() -> list[Claim]:
     page = "converged"
     curve = _csv(page, "curve.csv").set_index(["arm", "step"])
-    paired = _csv(page, "paired.csv").set_index("step")
+    every_paired = _csv(page, "paired.csv")
+    paired = every_paired[every_paired.arm == "agm_l0.1"].set_index("step")
+    paired_l1 = every_paired[every_paired.arm == "agm_l1"].set_index("step")
     runs = _csv(page, "runs.csv")
     plateau = _json(page, "plateau.json")
     sph = {r["config"]: r for r in _json(page, "seeds_per_hour_cpu.json")["summary"]}
     power = _csv("power", "summary.csv").query("metric == 'fd_digits' and reference == 'baseline' and model == 'agm'")
     arms = plateau["arms"]
     px = plateau["heldout_reference"]["pixels"]
+    power_l1 = power.query("`lambda` == 1.0").iloc[0]
 
     def both(column: str, step: int) -> float:
-        """The two arms' mean at ``step`` (the pages' "at 4k": equal seeds per arm, so the mean over all runs)."""
-        return curve.xs(step, level="step")[column].mean()
+        """The baseline's and AGM λ = 0.1's mean at ``step``, the two arms trained to 16,000 steps (the page's "at
+        4k": equal seeds per arm, so the mean over their runs)."""
+        return curve.xs(step, level="step").loc[["baseline", "agm_l0.1"], column].mean()
 
     def cells(arm: str, steps) -> tuple:
         return tuple(x for st in steps for x in (curve.loc[(arm, st)].fd_digits, curve.loc[(arm, st)].fd_digits_hw))
@@ -450,21 +454,24 @@ def _converged() -> list[Claim]:
     dist = [both("px_nn_train_median", st) for st in steps]
     below = next(i for i, v in enumerate(dist) if v < px["nn_train_median"])
     copies = runs.groupby("step").px_copy_share
-    b8, a8 = curve.loc[("baseline", 8000)], curve.loc[("agm_l0.1", 8000)]
+    b8, a8, l8 = curve.loc[("baseline", 8000)], curve.loc[("agm_l0.1", 8000)], curve.loc[("agm_l1", 8000)]
     base_4k = curve.loc[("baseline", 4000)].fd_digits
-    diffs = pd.concat([paired.d_precision.abs(), paired.d_recall.abs()])
+    diffs = pd.concat([every_paired.d_precision.abs(), every_paired.d_recall.abs()])
     f, _ = _params_f_and_v()
     claims = [
         ("fd_digits (mean over {} seeds, 95% t-interval)", (tuple(curve.loc[(slice(None), [1000, 2000, 4000]), "n"]),)),
         ("| baseline | {} ± {} | {} ± {} | {} ± {} |", cells("baseline", (1000, 2000, 4000))),
         ("| AGM (λ = 0.1) | {} ± {} | {} ± {} | {} ± {} |", cells("agm_l0.1", (1000, 2000, 4000))),
+        ("| AGM (λ = 1) | {} ± {} | {} ± {} | {} ± {} |", cells("agm_l1", (1000, 2000, 4000))),
         ("Precision rises from {} to {} over the same steps.", (both("precision", 1000), both("precision", 4000))),
         ("**The plateau is {} steps.**", (tuple(a["plateau_length_5pct"] for a in arms.values()),)),
-        ("it goes up slightly: {} ± {} for the baseline and {} ± {} for AGM, {} seeds each.",
-         (b8.fd_digits, b8.fd_digits_hw, a8.fd_digits, a8.fd_digits_hw, (b8.n, a8.n))),
-        ("The 5% rule gives a plateau length of {} for both arms ([plateau.json](plateau.json), on the {} seeds that "
-         "reached 16,000 steps). Under the 10% rule the baseline's is {}.",
-         (tuple(a["plateau_length_5pct"] for a in arms.values()), tuple(len(a["seeds"]) for a in arms.values()),
+        ("it goes up slightly: {} ± {} for the baseline, {} ± {} for AGM at λ = 0.1 and {} ± {} at λ = 1, {} seeds "
+         "each.", (b8.fd_digits, b8.fd_digits_hw, a8.fd_digits, a8.fd_digits_hw, l8.fd_digits, l8.fd_digits_hw,
+                   (b8.n, a8.n, l8.n))),
+        ("gives a plateau length of {} for all three arms ([plateau.json](plateau.json), on the seeds that reached "
+         "each arm's last step: {}, {} and {}). Under the 10% rule the baseline's is {}.",
+         (tuple(a["plateau_length_5pct"] for a in arms.values()), *(len(arms[a]["seeds"]) for a in
+                                                                    ("baseline", "agm_l0.1", "agm_l1")),
           arms["baseline"]["plateau_length_10pct"])),
         ("Precision keeps rising: {} at 4k, {} at 8k, {} at 16k.",
          tuple(both("precision", st) for st in (4000, 8000, 16000))),
@@ -478,8 +485,11 @@ def _converged() -> list[Claim]:
          (100 * runs[runs.step <= 4000].px_copy_share.max(), 100 * copies.max()[8000], 100 * copies.min()[16000],
           100 * copies.max()[16000], px["copy_share"])),
         ("(paired by seed, same sampling noise, {} seeds)", (tuple(paired.loc[:8000, "n"]),)),
-        *((f"| {st // 1000}k | {{}} ± {{}} |", (paired.loc[st].d_fd_digits, paired.loc[st].d_fd_digits_hw))
-          for st in paired.index if st <= 8000),
+        *((f"| {st // 1000}k | {{}} ± {{}} | {{}} ± {{}} |",
+           (paired.loc[st].d_fd_digits, paired.loc[st].d_fd_digits_hw, paired_l1.loc[st].d_fd_digits,
+            paired_l1.loc[st].d_fd_digits_hw)) for st in paired_l1.index),
+        ("10 seeds at λ = 1 ([../power](../power/README.md)), measured {} ± {} there",
+         (power_l1.paired_diff, power_l1.ci95_half_width)),
         ("Precision and recall differ by ≤ {}.", (AtMost(tuple(diffs)),)),
         ("the paper's effect of {}%, about {} at the plateau's {}",
          (PAPER_DISTANCE_PCT, PAPER_DISTANCE_PCT / 100 * base_4k, base_4k)),
@@ -759,3 +769,13 @@ def test_the_bf16_check_summarises_its_rows() -> None:
 ])
 def test_agrees_is_rounding_as_written(stated: str, value, ok: bool) -> None:
     assert agrees(stated, value) is ok
+
+
+def test_the_converged_page_names_the_one_curve_interval_that_excludes_zero() -> None:
+    """The page: "Only λ = 1 at 1,000 steps has an interval that excludes 0. That is one interval of eight"."""
+    paired = _csv("converged", "paired.csv").query("step <= 8000")
+    low, high = paired.d_fd_digits - paired.d_fd_digits_hw, paired.d_fd_digits + paired.d_fd_digits_hw
+    excludes = paired[(low > 0) | (high < 0)]
+    assert list(zip(excludes.arm, excludes.step)) == [("agm_l1", 1000)] and len(paired) == 8
+    text = (ROOT / "docs" / "results" / "converged" / "README.md").read_text()
+    assert "Only λ = 1 at 1,000 steps has an interval that excludes 0. That is one interval of eight" in text
