@@ -177,9 +177,9 @@ def test_bytecode_and_tool_caches_leave_dvc_status_clean(repo: Path) -> None:
 def test_controls_run_only_new_stages_and_join_the_report(repo: Path) -> None:
     out = sh(["dvc", "exp", "run", "-S", f"controls=[{','.join(CONTROLS)}]"], repo)
     ran = ran_stages(out)
-    new = {f"{kind}@{c}-{s}" for kind in ("train_control", "sample_control", "evaluate_control")
+    new = {f"{kind}@{c}-{s}" for kind in ("train_control", "sample_control", "evaluate_control", "publish_control")
            for c in CONTROLS for s in SEEDS}
-    assert ran == new | {"report", "source", "check"}, out
+    assert ran == new | {"figures", "report", "source", "check"}, out  # figures: the controls' curves and grids
     md = (repo / "reports" / "report.md").read_text()
     for control in CONTROLS:
         cells = table_row(md, control)
@@ -194,7 +194,8 @@ def test_ablation_reruns_only_the_agm_branch(repo: Path) -> None:
     out = sh(["dvc", "exp", "run", "-S", "lambda=0.0", "-S", "controls=[]"], repo)
     ran = ran_stages(out)
     agm_branch = {f"{kind}@{s}" for kind in ("train_agm",) for s in SEEDS} | {
-        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps") for s in SEEDS} | {"report", "source", "check"}
+        f"{kind}@agm-{s}" for kind in ("sample", "evaluate", "steps", "publish") for s in SEEDS} | {
+        "figures", "saliency", "cost", "report", "source", "check"}  # cost: AGM's FLOPs read lambda
     # downstream AGM stages may be skipped when their inputs hash the same (tiny runs); the baseline never runs
     assert {"train_agm@0", "sample@agm-0"} <= ran <= agm_branch, out
     changed = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo))
