@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from agm.config.feature_spaces import DISTANCE_NAMES
 from agm.config.params import load_params
@@ -18,7 +17,7 @@ from agm.io.atomic import atomic_dir
 from agm.io.data import load_image_set
 from agm.math.time_bins import TimeWeightTable
 from agm.models.files import has_potential
-from agm.report.outputs import load_json, load_optional, read_live_curves
+from agm.report.outputs import load_json, load_optional, read_curves, read_steps
 from agm.report.run_figures import FigureInputs, render_figures
 from stages import run
 
@@ -48,8 +47,8 @@ def main() -> None:
         dist=DISTANCE_NAMES[load_json(args.features_metrics)["feature_space"]],
         real=load_image_set(args.real).images,
         grids={m: optional(np.load, samples / m / first / "grid.npy") for m in models},
-        curves={m: [optional(read_live_curves, live / m / f"s{s}") for s in seeds] for m in models},
-        steps={m: [optional(pd.read_csv, steps / m / f"s{s}.csv") for s in seeds] for m in ("baseline", "agm")},
+        curves=read_curves(live, models, seeds, missing),
+        steps=read_steps(steps, seeds, missing),
         time_weights=table.weights if table is not None else None,
     )
     if missing:

@@ -10,13 +10,11 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from agm.config.params import RESULT_KEYS, load_params
 from agm.io.atomic import atomic_dir
 from agm.io.provenance import code_digest, path_digest
 from agm.report.build import build_report
-from agm.report.outputs import RunOutputs, drawn_figures, load_json, load_optional, read_live_curves
+from agm.report.outputs import RunOutputs, drawn_figures, load_json, load_optional, read_curves, read_steps
 from agm.report.studies import load_studies
 from stages import run
 
@@ -54,11 +52,10 @@ def main() -> None:
         figures["fig5_saliency"] = saliency_dir / "fig5_saliency.png"
     outputs = RunOutputs(
         models=models, seeds=seeds,
-        curves={m: [optional(read_live_curves, live / m / f"s{seed}") for seed in seeds] for m in models},
+        curves=read_curves(live, models, seeds, missing),
         metrics={m: [optional(load_json, metrics_dir / m / f"s{seed}.json") for seed in seeds] for m in models},
         features_metrics=load_json(metrics_dir / "features.json"),
-        steps={m: [optional(pd.read_csv, steps_dir / m / f"s{seed}.csv") for seed in seeds]
-               for m in ("baseline", "agm")},
+        steps=read_steps(steps_dir, seeds, missing),
         figures=figures, figure_manifest=manifest, saliency=saliency,
         time_bins=manifest.get("weight_by_time", {}).get("bins"),
         cost=optional(load_json, args.cost),

@@ -46,6 +46,24 @@ def load_optional(load: Callable[[Path], T], path: str | os.PathLike[str], missi
         return None
 
 
+STEPS_MODELS = ("baseline", "agm")
+"""The models with a metric-vs-steps curve (dvc.yaml's steps stage)."""
+
+
+def read_curves(live: Path, models: Sequence[str], seeds: Sequence[int],
+                missing: list[str]) -> dict[str, list[pd.DataFrame | None]]:
+    """Every model's dvclive curves per seed, from ``live/<model>/s<seed>``; a missing one is None, named in
+    ``missing``."""
+    return {m: [load_optional(read_live_curves, Path(live) / m / f"s{s}", missing) for s in seeds] for m in models}
+
+
+def read_steps(steps: Path, seeds: Sequence[int], missing: list[str]) -> dict[str, list[pd.DataFrame | None]]:
+    """The baseline's and AGM's metric-vs-steps frames per seed, from ``steps/<model>/s<seed>.csv``; a missing one
+    is None, named in ``missing``."""
+    return {m: [load_optional(pd.read_csv, Path(steps) / m / f"s{s}.csv", missing) for s in seeds]
+            for m in STEPS_MODELS}
+
+
 @dataclass(frozen=True)
 class RunOutputs:
     """The finished stage outputs the report shows, loaded.
