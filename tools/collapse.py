@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from agm.report.outputs import read_live_curves  # noqa: E402
 from agm.report.controls import collapse_smooth, collapse_step, describe_collapse  # noqa: E402
+from agm.report.outputs import read_live_curves  # noqa: E402
 
 
 def seed_curves(root: Path) -> dict[int, dict[str, pd.DataFrame]]:
